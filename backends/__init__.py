@@ -1,0 +1,1 @@
+"""Backends: reference (numpy), and the FHE schemes. Each loads its library lazily."""

@@ -1,0 +1,1 @@
+"""Data shipped inside the package: the demo model and its test data."""

@@ -1,0 +1,1 @@
+"""Layout and reduction ops: reshape, transpose, concat, pad, reductions, argmax."""

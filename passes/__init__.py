@@ -1,0 +1,35 @@
+"""Analyses and rewrites, one pass per file; importing this package registers them all."""
+
+from fhec.passes import (  # noqa: F401
+    annotate_ranges,
+    annotate_secrecy,
+    canonicalize,
+    eliminate_dead_code,
+    fold_batchnorm,
+    fold_constants,
+    infer_shapes,
+)
+from fhec.passes.base import (
+    PASS_REGISTRY,
+    Pass,
+    PassContext,
+    PassKind,
+    make_pass,
+    parse_pipeline,
+    register_pass,
+    run_pipeline,
+)
+from fhec.passes.pipelines import COMMON_PIPELINE, pipeline_for
+
+__all__ = [
+    "COMMON_PIPELINE",
+    "PASS_REGISTRY",
+    "Pass",
+    "PassContext",
+    "PassKind",
+    "make_pass",
+    "parse_pipeline",
+    "pipeline_for",
+    "register_pass",
+    "run_pipeline",
+]

@@ -1,0 +1,28 @@
+"""Each backend's pipeline, as a tuple of pass names (DESIGN.md, Pipelines)."""
+
+from __future__ import annotations
+
+from fhec.ir.errors import FhecError
+
+COMMON_PIPELINE: tuple[str, ...] = (
+    "infer-shapes",
+    "fold-constants",
+    "fold-batchnorm",
+    "canonicalize",
+    "fold-constants",
+    "eliminate-dead-code",
+    "annotate-secrecy",
+    "annotate-ranges",
+)
+
+PIPELINES: dict[str, tuple[str, ...]] = {
+    "reference": COMMON_PIPELINE,
+}
+
+
+def pipeline_for(backend: str) -> tuple[str, ...]:
+    if backend not in PIPELINES:
+        raise FhecError(
+            f"unknown backend {backend!r}", hint=f"choose one of: {', '.join(sorted(PIPELINES))}"
+        )
+    return PIPELINES[backend]

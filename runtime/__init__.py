@@ -1,0 +1,1 @@
+"""Run-time: batching of inputs, artifacts (save / load), and (per scheme) client and server."""
