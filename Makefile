@@ -30,9 +30,13 @@ golden: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m fhec.frontend.opsdoc > docs/ops.md
 
+# mypy sees the package as installed (fhec.ir = ir/, ...) through a tree of symlinks.
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy fhec
+	rm -rf build/typecheck && mkdir -p build/typecheck/fhec
+	cp -rs $(CURDIR)/fhec/. build/typecheck/fhec/
+	for d in ir frontend passes backends runtime; do ln -s $(CURDIR)/$$d build/typecheck/fhec/$$d; done
+	cd build/typecheck && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p fhec
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .hypothesis

@@ -1,23 +1,43 @@
-"""The Python API: compile an ONNX model for a backend, run it, save and load it."""
+"""The Python API: compile an ONNX model for a backend, run it, save and load it.
+
+Every mistake in what the caller gives (the model, the options, calibration data,
+inputs, artifacts) raises an `FhecError` subclass with a message that says what is
+wrong and what to do; the CLI prints exactly that message.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import importlib
+import os
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
-from fhec.ir.errors import FhecError, InputError
+from fhec.ir.errors import ArtifactError, FhecError, InputError
 from fhec.ir.graph import Module
-from fhec.ir.signature import Signature
+from fhec.ir.interval import Interval
+from fhec.ir.signature import Signature, TensorSpec
 
 if TYPE_CHECKING:
     import onnx
 
+    from fhec.backends.base import Backend, Circuit
+    from fhec.runtime.artifact import Artifact
+
+    Model: TypeAlias = str | os.PathLike[str] | onnx.ModelProto
+
 Calibration = Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]]
-BACKENDS = ("reference",)
+
+# The backends `fhec.compile` accepts; the CLI and `fhec demo` take their list from here.
+BACKENDS: tuple[str, ...] = ("reference",)
+# Backends that build a circuit (backends/base.py's `Backend`), as "module:attribute",
+# imported only when used. The reference backend interprets the IR and needs none.
+BACKEND_OBJECTS: dict[str, str] = {}
+MODES = ("execute", "simulate")
 
 
 @dataclass(slots=True)
@@ -29,16 +49,27 @@ class CompiledModel:
     signature: Signature
     pipeline: tuple[str, ...]
     report: dict[str, object] = field(default_factory=dict)
+    circuit: Circuit | None = None
 
-    def run(self, inputs: Mapping[str, np.ndarray], *, mode: str = "execute") -> dict[str, np.ndarray]:
+    def run(
+        self, inputs: Mapping[str, np.ndarray], *, mode: str = "execute"
+    ) -> dict[str, np.ndarray]:
         """Outputs by ONNX output name, for inputs by ONNX input name (any batch size
-        the model admits)."""
-        from fhec.backends.reference import evaluate
+        the model admits). `mode="simulate"` uses the backend's simulation where it
+        has one (TFHE); the reference backend computes the same either way."""
         from fhec.runtime.batching import run_batched
 
-        if mode not in ("execute", "simulate"):
-            raise InputError(f"unknown run mode {mode!r}", hint="use 'execute' or 'simulate'")
-        return run_batched(self.signature, inputs, lambda chunk: evaluate(self.module, chunk))
+        if mode not in MODES:
+            raise InputError(f"unknown run mode {mode!r}", hint=f"use one of: {', '.join(MODES)}")
+        return run_batched(self.signature, inputs, self._chunk_runner(mode))
+
+    def _chunk_runner(self, mode: str) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+        circuit = self.circuit
+        if circuit is not None:
+            return lambda chunk: circuit.run(chunk, mode)
+        from fhec.backends.reference import evaluate
+
+        return lambda chunk: evaluate(self.module, chunk)
 
     @property
     def ir(self) -> str:
@@ -46,20 +77,27 @@ class CompiledModel:
 
         return print_module(self.module)
 
-    def save(self, path: str | Path) -> None:
+    def summary(self) -> str:
+        """The report as text: the CLI's `fhec compile` output."""
+        return format_summary(self.report)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
         self._artifact().save(path)
 
     def to_bytes(self) -> bytes:
         return self._artifact().to_bytes()
 
-    def _artifact(self) -> object:
+    def _artifact(self) -> Artifact:
         from fhec.runtime.artifact import Artifact
 
-        return Artifact(self.backend, self.module, self.signature, self.pipeline, self.report)
+        files = self.circuit.to_files() if self.circuit is not None else {}
+        return Artifact(
+            self.backend, self.module, self.signature, self.pipeline, self.report, files
+        )
 
 
-def compile(  # noqa: A001  (the public name the contract gives)
-    model: str | Path | onnx.ModelProto,
+def compile(
+    model: Model,
     backend: str = "reference",
     *,
     calibration: Calibration | None = None,
@@ -70,33 +108,375 @@ def compile(  # noqa: A001  (the public name the contract gives)
     """Compile `model` (a path or an onnx.ModelProto) for `backend`.
 
     `calibration` is {input name: array} with the samples on the batch axis, or a list
-    of such dicts; it sets the value ranges the passes rely on. The compiled batch size
-    is `batch_size` (default 1); `run` takes any number of samples.
+    of such dicts; it sets the value ranges the passes rely on, and fixes symbolic
+    input dimensions that `input_shapes` ({input name: full shape}) leaves open. The
+    compiled batch size is `batch_size` (default 1); `run` takes any number of samples.
+    `pipeline` replaces the backend's list of pass names.
     """
-    from fhec.frontend import import_onnx
-    from fhec.passes import PassContext, parse_pipeline, pipeline_for, run_pipeline
-    from fhec.runtime.calibration import calibration_samples
-
-    if backend not in BACKENDS:
-        raise FhecError(f"unknown backend {backend!r}", hint=f"choose one of: {', '.join(BACKENDS)}")
-    if batch_size is not None and batch_size < 1:
-        raise FhecError(f"batch size must be at least 1, got {batch_size}")
-    imported = import_onnx(model, input_shapes=input_shapes, batch_size=batch_size or 1)
-    names = tuple(pipeline) if pipeline is not None else pipeline_for(backend)
-    samples = calibration_samples(imported.signature, calibration)
-    module = run_pipeline(imported.module, parse_pipeline(",".join(names)), PassContext(samples))
-    return CompiledModel(backend, module, imported.signature, names)
+    names = _check_pipeline(pipeline) if pipeline is not None else _pipeline_for(backend)
+    lowered = _lower(model, backend, names, calibration, input_shapes, batch_size)
+    circuit = _build_circuit(backend, lowered, batch_size)
+    report = build_report(
+        backend, lowered.module, lowered.signature, names, lowered.calibration_count
+    )
+    if circuit is not None:
+        report.update(circuit.report())
+    return CompiledModel(backend, lowered.module, lowered.signature, names, report, circuit)
 
 
-def load(path: str | Path) -> CompiledModel:
+def lower(
+    model: Model,
+    backend: str = "reference",
+    *,
+    after: str | None = None,
+    calibration: Calibration | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    batch_size: int | None = None,
+) -> Module:
+    """The module after pass `after` of the backend's pipeline (after all of it when
+    None): what `fhec inspect` prints. `after` may be `NAME` (its first run in the
+    pipeline) or `NAME#K` (its K-th run)."""
+    names = _pipeline_for(backend)
+    if after is not None:
+        names = names[: pass_index(names, after, backend) + 1]
+    return _lower(model, backend, names, calibration, input_shapes, batch_size).module
+
+
+def pass_index(pipeline: Sequence[str], after: str, backend: str) -> int:
+    """Where `NAME` or `NAME#K` stands in `pipeline`; an FhecError listing it otherwise."""
+    name, _, occurrence = after.partition("#")
+    positions = [index for index, item in enumerate(pipeline) if item == name]
+    wanted = int(occurrence) if occurrence.isdigit() else 1 if not occurrence else 0
+    if not positions or not 1 <= wanted <= len(positions):
+        raise FhecError(
+            f"the {backend} pipeline has no pass {after!r}",
+            hint=f"its passes, in order: {', '.join(pipeline)} "
+            "(write NAME#2 for a pass's second run)",
+        )
+    return positions[wanted - 1]
+
+
+def load(path: str | os.PathLike[str]) -> CompiledModel:
     """A compiled model saved by `CompiledModel.save` (validated on load)."""
     from fhec.runtime.artifact import Artifact
 
     artifact = Artifact.load(path)
     if artifact.backend not in BACKENDS:
-        from fhec.ir.errors import ArtifactError
-
-        raise ArtifactError(f"artifact for unknown backend {artifact.backend!r}")
+        raise ArtifactError(
+            f"'{path}' was compiled for backend {artifact.backend!r}, which this fhec lacks",
+            hint=f"this fhec has: {', '.join(BACKENDS)}",
+        )
+    circuit = None
+    backend = _backend_object(artifact.backend)
+    if backend is not None:
+        circuit = backend.load(artifact.module, artifact.signature, artifact.extra_files)
     return CompiledModel(
-        artifact.backend, artifact.module, artifact.signature, artifact.pipeline, artifact.report
+        artifact.backend,
+        artifact.module,
+        artifact.signature,
+        artifact.pipeline,
+        artifact.report,
+        circuit,
     )
+
+
+# -- lowering ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Lowered:
+    module: Module
+    signature: Signature
+    calibration: list[dict[str, np.ndarray]]
+    calibration_count: int
+
+
+def _lower(
+    model: Model,
+    backend: str,
+    names: tuple[str, ...],
+    calibration: Calibration | None,
+    input_shapes: Mapping[str, Sequence[int]] | None,
+    batch_size: int | None,
+) -> _Lowered:
+    from fhec.frontend import import_onnx, load_onnx
+    from fhec.passes import PassContext, parse_pipeline, run_pipeline
+    from fhec.runtime.calibration import calibration_set
+
+    _check_backend(backend)
+    batch = _check_batch_size(batch_size)
+    shapes = _check_input_shapes(input_shapes)
+    proto = load_onnx(_check_model(model))
+    shapes = {**_shapes_from_calibration(proto, calibration, batch), **shapes}
+    imported = import_onnx(proto, input_shapes=shapes, batch_size=batch)
+    chunks, count = calibration_set(imported.signature, calibration)
+    passes = parse_pipeline(",".join(names))
+    module = run_pipeline(imported.module, passes, PassContext(chunks))
+    return _Lowered(module, imported.signature, chunks, count)
+
+
+def _build_circuit(backend: str, lowered: _Lowered, batch_size: int | None) -> Circuit | None:
+    backend_object = _backend_object(backend)
+    if backend_object is None:
+        return None
+    options = {"calibration": lowered.calibration, "batch_size": batch_size or 1}
+    return backend_object.build(lowered.module, lowered.signature, options)
+
+
+def _backend_object(backend: str) -> Backend | None:
+    spec = BACKEND_OBJECTS.get(backend)
+    if spec is None:
+        return None
+    module_name, _, attribute = spec.partition(":")
+    found: Backend = getattr(importlib.import_module(module_name), attribute)
+    return found
+
+
+def _pipeline_for(backend: str) -> tuple[str, ...]:
+    from fhec.passes import pipeline_for
+
+    _check_backend(backend)
+    return pipeline_for(backend)
+
+
+def _shapes_from_calibration(
+    proto: onnx.ModelProto, calibration: Calibration | None, batch_size: int
+) -> dict[str, tuple[int, ...]]:
+    """Full shapes for inputs whose non-batch dimensions are symbolic, read off the first
+    calibration dict (its batch axis set to the compiled batch size). Anything that does
+    not fit is left to the importer and the calibration checks to report."""
+    first = calibration if isinstance(calibration, Mapping) else None
+    if isinstance(calibration, Sequence) and calibration and isinstance(calibration[0], Mapping):
+        first = calibration[0]
+    if first is None:
+        return {}
+    initializers = {t.name for t in proto.graph.initializer}
+    shapes: dict[str, tuple[int, ...]] = {}
+    for graph_input in proto.graph.input:
+        if graph_input.name in initializers or graph_input.name not in first:
+            continue
+        dims = graph_input.type.tensor_type.shape.dim
+        symbolic = [not d.HasField("dim_value") for d in dims]
+        shape = list(np.shape(first[graph_input.name]))
+        if not any(symbolic[1:]) or len(shape) != len(dims):
+            continue
+        if symbolic[0]:
+            shape[0] = batch_size
+        shapes[graph_input.name] = tuple(shape)
+    return shapes
+
+
+# -- argument checks -----------------------------------------------------------------
+
+
+def _check_backend(backend: object) -> None:
+    if backend not in BACKENDS:
+        raise FhecError(
+            f"unknown backend {backend!r}", hint=f"choose one of: {', '.join(BACKENDS)}"
+        )
+
+
+def _check_model(model: object) -> str | onnx.ModelProto:
+    import onnx
+
+    if isinstance(model, onnx.ModelProto):
+        return model
+    if isinstance(model, str | os.PathLike):
+        return str(Path(model))
+    raise FhecError(
+        f"expected a path to an .onnx file or an onnx.ModelProto, got {type(model).__name__}"
+    )
+
+
+def _check_batch_size(batch_size: object) -> int:
+    if batch_size is None:
+        return 1
+    if not isinstance(batch_size, int | np.integer) or isinstance(batch_size, bool):
+        raise FhecError(f"batch size must be an integer, got {batch_size!r}")
+    if batch_size < 1:
+        raise FhecError(f"batch size must be at least 1, got {batch_size}")
+    return int(batch_size)
+
+
+def _check_input_shapes(input_shapes: object) -> dict[str, tuple[int, ...]]:
+    if input_shapes is None:
+        return {}
+    if not isinstance(input_shapes, Mapping):
+        raise FhecError(
+            f"input_shapes must be a dict {{input name: shape}}, got {type(input_shapes).__name__}"
+        )
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, shape in input_shapes.items():
+        dims = list(shape) if isinstance(shape, Sequence | np.ndarray) else None
+        valid = dims is not None and all(
+            isinstance(d, int | np.integer) and not isinstance(d, bool) and d >= 1 for d in dims
+        )
+        if not isinstance(name, str) or not valid or dims is None:
+            raise FhecError(
+                f"the shape given for input {name!r} is {shape!r}",
+                hint="give a sequence of positive integers, the full shape including the batch",
+            )
+        shapes[name] = tuple(int(d) for d in dims)
+    return shapes
+
+
+def _check_pipeline(pipeline: object) -> tuple[str, ...]:
+    if (
+        isinstance(pipeline, str)
+        or not isinstance(pipeline, Sequence)
+        or not all(isinstance(name, str) for name in pipeline)
+    ):
+        raise FhecError("pipeline must be a list of pass names", hint="e.g. ['infer-shapes']")
+    return tuple(pipeline)
+
+
+# -- the report ----------------------------------------------------------------------
+
+
+def build_report(
+    backend: str,
+    module: Module,
+    signature: Signature,
+    pipeline: Sequence[str],
+    calibration_count: int,
+) -> dict[str, object]:
+    """JSON-able facts about a compiled module: what `--json` prints and artifacts keep.
+    Backends add their own keys (parameters, depth, error bounds)."""
+    graph = module.graph
+    ops = Counter(graph.node(value).op.name for value in graph)
+    report: dict[str, object] = {
+        "backend": backend,
+        "pipeline": list(pipeline),
+        "node_count": len(graph),
+        "ops": dict(sorted(ops.items())),
+        "inputs": [_spec_report(spec) for spec in signature.inputs],
+        "outputs": [_spec_report(spec) for spec in signature.outputs],
+        "calibration_samples": calibration_count,
+    }
+    ranges = _value_ranges(module)
+    if ranges:
+        report["ranges"] = ranges
+    largest = _largest_magnitude(module)
+    if largest is not None:
+        report["largest_magnitude"] = largest
+    return report
+
+
+def _spec_report(spec: TensorSpec) -> dict[str, object]:
+    return {
+        "name": spec.name,
+        "shape": list(spec.shape),
+        "dtype": spec.dtype.numpy.name,
+        "batch_axis": spec.batch_axis,
+    }
+
+
+def _value_ranges(module: Module) -> dict[str, list[float]]:
+    """[lo, hi] of each input and output the range analysis annotated, by name."""
+    from fhec.ir.ops.core import InputOp
+
+    graph = module.graph
+    named = [
+        (op.input_name, value)
+        for value in module.function.inputs
+        if isinstance(op := graph.node(value).op, InputOp)
+    ]
+    named += list(module.function.outputs)
+    ranges: dict[str, list[float]] = {}
+    for name, value in named:
+        interval = graph.node(value).annotation(Interval)
+        if interval is not None:
+            ranges[name] = [interval.lo, interval.hi]
+    return ranges
+
+
+def _largest_magnitude(module: Module) -> dict[str, object] | None:
+    """The widest bound of any computed (non-constant) value, and where: what sets
+    the precision an encrypted run needs."""
+    from fhec.ir.ops.core import ConstantOp
+
+    graph = module.graph
+    best: tuple[float, str] | None = None
+    for value in graph:
+        node = graph.node(value)
+        interval = node.annotation(Interval)
+        if interval is None or isinstance(node.op, ConstantOp):
+            continue
+        if best is None or interval.magnitude > best[0]:
+            best = (interval.magnitude, node.location.describe())
+    return None if best is None else {"value": best[0], "at": best[1]}
+
+
+def format_summary(report: Mapping[str, object]) -> str:
+    """The report as a few aligned lines; keys a backend added come last, as they are."""
+    lines = [f"backend:  {report.get('backend', '?')}"]
+    pipeline = report.get("pipeline")
+    if isinstance(pipeline, list):
+        lines.append("pipeline: " + ", ".join(str(p) for p in pipeline))
+    for key in ("inputs", "outputs"):
+        specs = report.get(key)
+        if isinstance(specs, list):
+            lines.append(f"{key}:")
+            lines += [f"  {_describe_spec(spec)}" for spec in specs if isinstance(spec, dict)]
+    batch = _compiled_batch(report.get("inputs"))
+    if batch is not None:
+        lines.append(f"batch:    N is any number of samples, run {batch} at a time")
+    ops = report.get("ops")
+    if isinstance(ops, dict):
+        lines.append(f"ops ({report.get('node_count', sum(ops.values()))} nodes):")
+        width = max((len(str(name)) for name in ops), default=0)
+        lines += [f"  {name:<{width}}  {count}" for name, count in ops.items()]
+    lines += _format_ranges(report)
+    known = {
+        "backend",
+        "pipeline",
+        "inputs",
+        "outputs",
+        "ops",
+        "node_count",
+        "ranges",
+        "calibration_samples",
+        "largest_magnitude",
+    }
+    lines += [f"{key}: {value}" for key, value in report.items() if key not in known]
+    return "\n".join(lines)
+
+
+def _format_ranges(report: Mapping[str, object]) -> list[str]:
+    ranges = report.get("ranges")
+    if not isinstance(ranges, dict) or not ranges:
+        return []
+    samples = report.get("calibration_samples")
+    source = (
+        f"calibrated on {samples} samples"
+        if isinstance(samples, int) and samples > 0
+        else "interval analysis, no calibration data"
+    )
+    width = max(len(str(name)) for name in ranges)
+    lines = [f"value ranges ({source}):"]
+    for name, bounds in ranges.items():
+        if isinstance(bounds, list) and len(bounds) == 2:
+            lines.append(f"  {name:<{width}}  [{bounds[0]:.6g}, {bounds[1]:.6g}]")
+    largest = report.get("largest_magnitude")
+    if isinstance(largest, dict):
+        magnitude = largest.get("value", 0)
+        lines.append(f"  largest |value| inside: {magnitude:.6g} at {largest.get('at')}")
+    return lines
+
+
+def _describe_spec(spec: dict[str, object]) -> str:
+    shape = spec.get("shape")
+    axis = spec.get("batch_axis")
+    dims = [
+        "N" if index == axis else str(size)
+        for index, size in enumerate(shape if isinstance(shape, list) else [])
+    ]
+    return f"{spec.get('name')}: {spec.get('dtype')}[{', '.join(dims)}]"
+
+
+def _compiled_batch(specs: object) -> int | None:
+    for spec in specs if isinstance(specs, list) else []:
+        axis, shape = spec.get("batch_axis"), spec.get("shape")
+        if isinstance(axis, int) and isinstance(shape, list) and 0 <= axis < len(shape):
+            return int(shape[axis])
+    return None

@@ -20,10 +20,18 @@ from fhec.ir.types import TensorType
 class ConversionContext:
     """The builder converters use. Every node it emits carries the ONNX node's location."""
 
-    def __init__(self, graph: Graph, values: dict[str, ValueId], opsets: Mapping[str, int]):
+    def __init__(
+        self,
+        graph: Graph,
+        values: dict[str, ValueId],
+        opsets: Mapping[str, int],
+        used_names: frozenset[str] = frozenset(),
+    ):
         self.graph = graph
         self.values = values
         self.opsets = dict(opsets)
+        # Names some node reads or the graph returns: which optional outputs matter.
+        self.used_names = used_names
         self.node: onnx.NodeProto = onnx.NodeProto()
         self.location = Location("", "")
         self._attributes: dict[str, Any] = {}
@@ -58,6 +66,11 @@ class ConversionContext:
 
     def inputs(self) -> list[ValueId]:
         return [self.input(i) for i in range(self.input_count)]
+
+    def output_used(self, index: int) -> bool:
+        """Whether output `index` of the node is read by a later node or is a graph output."""
+        outputs = self.node.output
+        return index < len(outputs) and bool(outputs[index]) and outputs[index] in self.used_names
 
     def type_of(self, value: ValueId) -> TensorType:
         return self.graph.node(value).type

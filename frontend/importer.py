@@ -91,7 +91,7 @@ def import_onnx(
         constant = ConstantOp.of(array)
         values[name] = graph.add(constant, [], constant.value.type, Location(name, "Initializer"))
 
-    context = ConversionContext(graph, values, opsets)
+    context = ConversionContext(graph, values, opsets, used_names=_used_names(proto.graph))
     for index, node in enumerate(proto.graph.node):
         _convert_node(node, index, context, opsets, inferred)
 
@@ -127,6 +127,17 @@ def _upgrade(proto: onnx.ModelProto) -> onnx.ModelProto:
             f"cannot upgrade the model from opset {version} to {MIN_OPSET}: {exc}",
             hint=f"export with opset {MIN_OPSET} or newer",
         ) from None
+
+
+def _used_names(graph: onnx.GraphProto) -> frozenset[str]:
+    """Every value name a node reads (subgraphs included) or the graph returns."""
+    names = {output.name for output in graph.output}
+    for node in graph.node:
+        names.update(node.input)
+        for attribute in node.attribute:
+            for subgraph in [attribute.g, *attribute.graphs]:  # `g` is empty when unset
+                names |= _used_names(subgraph)
+    return frozenset(names)
 
 
 def _convert_node(
@@ -175,7 +186,9 @@ def _input_spec(
     try:
         dtype = DType.from_numpy(np_dtype)
     except ValueError:
-        raise FhecError(f"{where} has element type {np_dtype}, which fhec does not support") from None
+        raise FhecError(
+            f"{where} has element type {np_dtype}, which fhec does not support"
+        ) from None
     dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
     if value.name in given:
         shape = tuple(int(d) for d in given[value.name])

@@ -153,7 +153,7 @@ class Function:
         for value in self.inputs:
             op = self.graph.node(value).op
             assert isinstance(op, InputOp)
-            if op.name == name:
+            if op.input_name == name:
                 return value
         raise KeyError(name)
 

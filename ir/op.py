@@ -43,6 +43,19 @@ class Op:
         """
         return None
 
+    def interval_with_types(
+        self,
+        operands: Sequence[Interval],
+        constants: Sequence[np.ndarray | None],
+        types: Sequence[TensorType],
+    ) -> Interval | None:
+        """`interval` with the operand types at hand: the entry point range analysis calls.
+
+        Ops whose bounds depend on shapes (a sum over an axis grows with its length)
+        override this one; the others define `interval` and inherit this forwarder.
+        """
+        return self.interval(operands, constants)
+
     def attributes(self) -> dict[str, object]:
         return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
 

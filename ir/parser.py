@@ -52,16 +52,16 @@ class _Values(lark.Transformer[Any, Any]):
     def none(self, _: list[Any]) -> None:
         return None
 
-    def float(self, items: list[lark.Token]) -> float:
+    def float_(self, items: list[lark.Token]) -> float:
         return float(items[0])
 
-    def int(self, items: list[lark.Token]) -> int:
+    def int_(self, items: list[lark.Token]) -> int:
         return int(items[0])
 
     def string(self, items: list[lark.Token]) -> str:
         return str(json.loads(items[0]))
 
-    def list(self, items: list[Any]) -> list[Any]:
+    def list_(self, items: list[Any]) -> list[Any]:
         return [] if items == [None] else items
 
     def dense(self, items: list[lark.Token]) -> Any:
@@ -70,7 +70,7 @@ class _Values(lark.Transformer[Any, Any]):
     def secret(self, _: list[Any]) -> bool:
         return True
 
-    def type(self, items: list[Any]) -> TensorType:
+    def tensor_type(self, items: list[Any]) -> TensorType:
         *dims, dtype = str(items[0]).split("x")
         return TensorType(tuple(int(d) for d in dims), DType(dtype), bool(items[1]))
 

@@ -1,8 +1,9 @@
 """The generic text form: one syntax for every op, derived from its fields.
 
-    module {
+    module {  # (long lines wrapped here)
       func @main {
-        %0 = func.input() {input_name = "x", type = tensor<1x4xf32, secret>} : tensor<1x4xf32, secret> loc("x", "Input")
+        %0 = func.input() {input_name = "x", type = tensor<1x4xf32, secret>}
+             : tensor<1x4xf32, secret> loc("x", "Input")
         %1 = nn.relu(%0) : tensor<1x4xf32, secret> #range{lo = 0.0, hi = 3.5} loc("relu0", "Relu")
         return %1 as "y"
       }

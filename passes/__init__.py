@@ -9,6 +9,7 @@ from fhec.passes import (  # noqa: F401
     fold_constants,
     infer_shapes,
 )
+from fhec.passes import quantize_tfhe  # noqa: F401
 from fhec.passes.base import (
     PASS_REGISTRY,
     Pass,

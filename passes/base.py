@@ -17,7 +17,7 @@ from typing import ClassVar, TypeVar
 import numpy as np
 
 from fhec.ir.attributes import coerce, field_hints
-from fhec.ir.errors import CompileError, FhecError, InternalCompilerError
+from fhec.ir.errors import FhecError, InternalCompilerError
 from fhec.ir.graph import Module
 from fhec.ir.verifier import verify
 
@@ -98,7 +98,9 @@ def make_pass(name: str, options: Mapping[str, str] | None = None) -> Pass:
     values: dict[str, object] = {}
     for key, raw in (options or {}).items():
         if key not in hints:
-            raise FhecError(f"pass {name!r} has no option {key!r}", hint=f"options: {sorted(hints)}")
+            raise FhecError(
+                f"pass {name!r} has no option {key!r}", hint=f"options: {sorted(hints)}"
+            )
         try:
             values[key] = coerce(_literal(raw), hints[key])
         except (TypeError, ValueError) as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypeAlias, TypeVar
 
 import numpy as np
 
@@ -19,7 +20,6 @@ from fhec.ir.graph import Function, Graph, Node, ValueId
 from fhec.ir.location import Location
 from fhec.ir.op import Op
 from fhec.ir.ops.core import ConstantOp, InputOp
-from fhec.ir.types import TensorType
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +30,8 @@ class Build:
     operands: tuple[ValueId, ...]
 
 
-Replacement = ValueId | Build | None
+Replacement: TypeAlias = ValueId | Build | None
+OpT = TypeVar("OpT", bound=Op)
 
 
 @dataclass(slots=True)
@@ -49,12 +50,18 @@ class Match:
     def op(self) -> Op:
         return self.graph.node(self.value).op
 
+    def op_as(self, cls: type[OpT]) -> OpT:
+        """The matched op as the class its rule was registered for."""
+        op = self.op
+        assert isinstance(op, cls)
+        return op
+
     @property
-    def type(self) -> TensorType:
-        return self.graph.node(self.value).type
+    def operands(self) -> tuple[ValueId, ...]:
+        return self.graph.operands(self.value)
 
     def operand(self, index: int) -> ValueId:
-        return self.graph.operands(self.value)[index]
+        return self.operands[index]
 
     @property
     def x(self) -> ValueId:
@@ -64,13 +71,13 @@ class Match:
     def y(self) -> ValueId:
         return self.operand(1)
 
-    @property
-    def operand_count(self) -> int:
-        return len(self.graph.operands(self.value))
-
     def producer(self, index: int) -> Op:
         """The op computing operand `index`."""
         return self.graph.node(self.operand(index)).op
+
+    def from_op(self, index: int, cls: type[Op]) -> bool:
+        """Operand `index` is computed by an op of class `cls`."""
+        return isinstance(self.producer(index), cls)
 
     def inner(self, index: int, inner_index: int = 0) -> ValueId:
         """Operand `inner_index` of the op computing operand `index` (x in f(g(x)))."""

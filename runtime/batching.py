@@ -18,25 +18,46 @@ Inputs = Mapping[str, np.ndarray]
 Outputs = dict[str, np.ndarray]
 
 
-def check_inputs(signature: Signature, inputs: Inputs) -> tuple[dict[str, np.ndarray], int]:
-    """Validated inputs cast to the compiled dtypes, and the number of samples they hold."""
+def check_inputs(
+    signature: Signature, inputs: Inputs, what: str = "input"
+) -> tuple[dict[str, np.ndarray], int]:
+    """Validated inputs cast to the compiled dtypes, and the number of samples they hold.
+
+    `what` names the data in messages ("input", "calibration input").
+    """
+    if not isinstance(inputs, Mapping):
+        raise InputError(
+            f"{what}s must be a dict {{input name: array}}, got {type(inputs).__name__}",
+            hint=f"the model's inputs are: {_names(signature)}",
+        )
     names = {s.name for s in signature.inputs}
     for name in inputs:
         if name not in names:
             raise InputError(
-                f"unknown input {name!r}", hint=f"the model's inputs are: {', '.join(sorted(names))}"
+                f"unknown {what} {name!r}", hint=f"the model's inputs are: {_names(signature)}"
             )
     checked: dict[str, np.ndarray] = {}
-    counts: set[int] = set()
+    counts: dict[str, int] = {}
     for spec in signature.inputs:
         if spec.name not in inputs:
-            raise InputError(f"missing input {spec.name!r}", hint=f"expected shape {_shape(spec)}")
-        array = _checked_array(spec, inputs[spec.name])
+            raise InputError(
+                f"missing {what} {spec.name!r}",
+                hint=f"give an array of shape {_shape(spec)} and type {spec.dtype.numpy}",
+            )
+        array = _checked_array(spec, inputs[spec.name], what)
         checked[spec.name] = array
-        counts.add(array.shape[spec.batch_axis] if spec.batch_axis is not None else 1)
-    if len(counts) > 1:
-        raise InputError(f"inputs hold different numbers of samples: {sorted(counts)}")
-    return checked, counts.pop() if counts else 1
+        if spec.batch_axis is not None:  # inputs without a batch axis hold one sample
+            counts[spec.name] = array.shape[spec.batch_axis]
+    if len(set(counts.values())) > 1:
+        held = ", ".join(f"{name}: {count}" for name, count in counts.items())
+        raise InputError(
+            f"{what}s hold different numbers of samples ({held})",
+            hint="give every input the same number of samples on its batch axis",
+        )
+    samples = next(iter(counts.values()), 1)
+    if samples == 0:
+        raise InputError(f"{what}s hold no samples", hint="give at least one sample")
+    return checked, samples
 
 
 def run_batched(
@@ -45,10 +66,9 @@ def run_batched(
     run_chunk: Callable[[dict[str, np.ndarray]], Outputs],
 ) -> Outputs:
     checked, samples = check_inputs(signature, inputs)
-    batched = [s for s in signature.inputs if s.batch_axis is not None]
-    if not batched:
+    size = compiled_batch_size(signature)
+    if size is None:
         return run_chunk(checked)
-    size = batched[0].shape[batched[0].batch_axis or 0]
     pieces: list[Outputs] = []
     for start in range(0, samples, size):
         chunk = {s.name: _chunk(s, checked[s.name], start, size) for s in signature.inputs}
@@ -56,13 +76,29 @@ def run_batched(
     return _join(signature, pieces, samples)
 
 
-def _checked_array(spec: TensorSpec, value: object) -> np.ndarray:
-    array = np.asarray(value)
+def compiled_batch_size(signature: Signature) -> int | None:
+    """The batch size the graph was compiled for; None when no input has a batch axis."""
+    for spec in signature.inputs:
+        if spec.batch_axis is not None:
+            return spec.shape[spec.batch_axis]
+    return None
+
+
+def _checked_array(spec: TensorSpec, value: object, what: str) -> np.ndarray:
+    where = f"{what} {spec.name!r}"
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged nested lists, odd objects
+        raise InputError(f"{where} is not an array: {exc}") from None
     if array.dtype.kind not in "biuf":
-        raise InputError(f"input {spec.name!r} has element type {array.dtype}, expected numbers")
+        raise InputError(
+            f"{where} has element type {array.dtype}, expected numbers",
+            hint=f"give an array of type {spec.dtype.numpy}",
+        )
     if array.dtype.kind == "f" and spec.dtype.numpy.kind in "iub":
         raise InputError(
-            f"input {spec.name!r} holds floats, the model expects {spec.dtype.numpy} values"
+            f"{where} holds floats ({array.dtype}), the model expects {spec.dtype.numpy} values",
+            hint=f"convert it with .astype({spec.dtype.numpy.name!r}) if the values are whole",
         )
     expected = spec.shape
     fits = array.ndim == len(expected) and all(
@@ -71,16 +107,32 @@ def _checked_array(spec: TensorSpec, value: object) -> np.ndarray:
     )
     if not fits:
         raise InputError(
-            f"input {spec.name!r} has shape {array.shape}, expected {_shape(spec)}",
+            f"{where} has shape {array.shape}, expected {_shape(spec)}",
+            hint="reshape the data to the model's input shape",
         )
+    _check_integer_range(where, array, spec.dtype.numpy)
     return array.astype(spec.dtype.numpy, copy=False)
+
+
+def _check_integer_range(where: str, array: np.ndarray, target: np.dtype[np.generic]) -> None:
+    """Integers that would wrap around when cast to the model's narrower type are an error."""
+    if target.kind not in "iu" or array.dtype.kind not in "iu" or array.size == 0:
+        return
+    info = np.iinfo(target.type)  # type: ignore[type-var]
+    low, high = int(array.min()), int(array.max())
+    if low < info.min or high > info.max:
+        raise InputError(
+            f"{where} holds values in [{low}, {high}], outside the range of {target} "
+            f"[{info.min}, {info.max}]"
+        )
 
 
 def _chunk(spec: TensorSpec, array: np.ndarray, start: int, size: int) -> np.ndarray:
     if spec.batch_axis is None:
         return array
-    piece = np.take(array, range(start, min(start + size, array.shape[spec.batch_axis])),
-                    axis=spec.batch_axis)
+    piece = np.take(
+        array, range(start, min(start + size, array.shape[spec.batch_axis])), axis=spec.batch_axis
+    )
     missing = size - piece.shape[spec.batch_axis]
     if missing:
         pad = [(0, 0)] * piece.ndim
@@ -100,6 +152,11 @@ def _join(signature: Signature, pieces: list[Outputs], samples: int) -> Outputs:
     return joined
 
 
+def _names(signature: Signature) -> str:
+    return ", ".join(f"{s.name} {_shape(s)}" for s in signature.inputs) or "(none)"
+
+
 def _shape(spec: TensorSpec) -> str:
     dims = ["N" if axis == spec.batch_axis else str(d) for axis, d in enumerate(spec.shape)]
-    return "(" + ", ".join(dims) + ")" + (" where N is any batch size" if spec.batch_axis is not None else "")
+    text = "(" + ", ".join(dims) + ")"
+    return text + (" with N samples" if spec.batch_axis is not None else "")

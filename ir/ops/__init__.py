@@ -1,3 +1,3 @@
 """All op definitions; importing this package fills the op registry."""
 
-from fhec.ir.ops import core, elementwise, linalg, nn, shape  # noqa: F401
+from fhec.ir.ops import ckks, core, elementwise, linalg, nn, poly, shape, tfhe  # noqa: F401

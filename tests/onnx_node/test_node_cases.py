@@ -19,6 +19,12 @@ from fhec.frontend.registry import supported_ops
 
 HERE = Path(__file__).parent
 
+# Cases whose expected outputs ONNX stores rounded, with the (rtol, atol) they can meet.
+ROUNDED_REFERENCE_DATA = {
+    # expected values written with 4 significant digits (0.1511 for 0.151056)
+    "test_averagepool_2d_ceil_last_window_starts_on_pad": (1e-3, 1e-5),
+}
+
 
 def _expected_unsupported(op_type: str) -> dict[str, str]:
     path = HERE / "expected_unsupported" / f"{op_type}.txt"
@@ -51,6 +57,13 @@ def _cases() -> list[object]:
     return params
 
 
+def _array(value: object) -> np.ndarray:
+    """A data-set entry as an array: ONNX stores some (the Cast cases) as TensorProtos."""
+    from onnx import TensorProto, numpy_helper
+
+    return numpy_helper.to_array(value) if isinstance(value, TensorProto) else np.asarray(value)
+
+
 @pytest.mark.parametrize(("op_type", "case"), _cases())
 def test_node_case(op_type: str, case: object) -> None:
     model = case.model  # type: ignore[attr-defined]
@@ -67,16 +80,17 @@ def test_node_case(op_type: str, case: object) -> None:
         assert case.name in unsupported, f"unexpected error: {exc}"  # type: ignore[attr-defined]
         return
     assert case.name not in unsupported, "listed as unsupported but compiles: update the list"  # type: ignore[attr-defined]
+    rtol, atol = ROUNDED_REFERENCE_DATA.get(case.name, (1e-4, 1e-5))  # type: ignore[attr-defined]
     for inputs, expected in case.data_sets:  # type: ignore[attr-defined]
-        feed = dict(zip(input_names, inputs, strict=True))
+        feed = {name: _array(value) for name, value in zip(input_names, inputs, strict=True)}
         got = compiled.run(feed)
         for name, want in zip(output_names, expected, strict=True):
-            want = np.asarray(want)
+            want = _array(want)
             np.testing.assert_allclose(
                 np.asarray(got[name], dtype=np.float64),
                 want.astype(np.float64),
-                rtol=1e-4,
-                atol=1e-5,
+                rtol=rtol,
+                atol=atol,
                 err_msg=f"output {name!r}",
             )
             assert np.asarray(got[name]).shape == want.shape

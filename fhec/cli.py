@@ -1,0 +1,400 @@
+"""The `fhec` command: compile, run, inspect, demo.
+
+A user's mistake (a bad file, option or input) is one `error: ...` line on stderr and
+exit code 2, never a traceback; a bug in fhec itself still shows its traceback (exit 1).
+Heavy modules (onnx, onnxruntime, the FHE libraries) load inside the command that
+needs them, so `fhec --help` and `fhec --version` answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, TypeAlias
+
+from fhec import __version__
+from fhec.api import BACKENDS, MODES
+from fhec.ir.errors import FhecError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from fhec.ir.graph import Module
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+# Constants over this many bytes print as "..." in `fhec inspect` unless --full is given.
+ELIDE_CONSTANTS_OVER = 64
+ZIP_MAGIC = b"PK\x03\x04"
+# Training-data files carry the targets as "label"; `compile` and `run` skip that key
+# when the model has no input of that name.
+LABEL_KEY = "label"
+
+
+class UsageError(FhecError):
+    """Arguments argparse could not make sense of."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one `error:` line through `main` (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
+
+
+# argparse's subparser container is generic only to type checkers.
+Commands: TypeAlias = "argparse._SubParsersAction[_Parser]"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        command: Callable[[argparse.Namespace], int] = args.command
+        return command(args)
+    except FhecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`fhec inspect m.onnx | head`): stop quietly, as cat does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="fhec",
+        description="Compile ONNX models to fully homomorphic encryption circuits and run them.",
+    )
+    parser.add_argument("--version", action="version", version=f"fhec {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    _add_compile(commands)
+    _add_run(commands)
+    _add_inspect(commands)
+    _add_demo(commands)
+    return parser
+
+
+# -- argument types (their errors become argparse's, hence one `error:` line) -----------
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def input_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """`NAME=1x3x8x8` -> ("NAME", (1, 3, 8, 8))."""
+    name, sep, dims = text.rpartition("=")
+    try:
+        shape = tuple(int(d) for d in dims.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if not sep or not name or not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=DIMS with positive dimensions joined by 'x' "
+            f"(e.g. input=1x3x8x8), got {text!r}"
+        )
+    return name, shape
+
+
+def _shape_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--calibration",
+        metavar="DATA.npz",
+        help="samples keyed by input name (batch axis first): sets the value ranges",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        metavar="N",
+        help="samples per compiled run (default 1); `run` takes any number",
+    )
+    parser.add_argument(
+        "--input-shape",
+        type=input_shape,
+        action="append",
+        metavar="NAME=DIMS",
+        help="full shape of an input whose dimensions are symbolic, e.g. input=1x3x8x8 "
+        "(repeat for several inputs)",
+    )
+
+
+# -- fhec compile -----------------------------------------------------------------------
+
+
+def _add_compile(commands: Commands) -> None:
+    parser = commands.add_parser(
+        "compile",
+        help="compile an ONNX model into an artifact",
+        description="Compile an ONNX model and write the artifact (default: MODEL.fhec).",
+    )
+    parser.add_argument("model", metavar="MODEL.onnx")
+    parser.add_argument("--backend", choices=BACKENDS, default="reference")
+    parser.add_argument("-o", "--output", metavar="OUT", help="artifact path")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    _shape_options(parser)
+    parser.set_defaults(command=compile_command)
+
+
+def compile_command(args: argparse.Namespace) -> int:
+    from fhec import api
+    from fhec.frontend import load_onnx
+
+    model_path = Path(args.model)
+    _reject_artifact_as_model(model_path)
+    output = Path(args.output) if args.output else model_path.with_suffix(".fhec")
+    if output.resolve() == model_path.resolve():
+        raise UsageError(f"the output '{output}' would overwrite the model", hint="pass -o OUT")
+    proto = load_onnx(model_path)
+    input_names = {i.name for i in proto.graph.input}
+    calibration = None
+    if args.calibration:
+        calibration = _read_arrays(args.calibration, "calibration", input_names)
+    model = api.compile(
+        proto,
+        args.backend,
+        calibration=calibration,
+        input_shapes=_shapes_by_name(args.input_shape),
+        batch_size=args.batch_size,
+    )
+    model.save(output)
+    if args.json:
+        print(json.dumps({"artifact": str(output), **model.report}, indent=2))
+    else:
+        print(f"wrote {output}")
+        print(model.summary())
+    return 0
+
+
+def _reject_artifact_as_model(path: Path) -> None:
+    if path.is_file():
+        with path.open("rb") as handle:
+            if handle.read(len(ZIP_MAGIC)) == ZIP_MAGIC:
+                raise UsageError(
+                    f"'{path}' is an fhec artifact (a zip file), not an ONNX model",
+                    hint=f"run it with `fhec run {path} --input INPUTS.npz`",
+                )
+
+
+def _shapes_by_name(pairs: list[tuple[str, tuple[int, ...]]] | None) -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, shape in pairs or []:
+        if name in shapes:
+            raise UsageError(f"--input-shape gives the shape of {name!r} twice")
+        shapes[name] = shape
+    return shapes
+
+
+def _read_arrays(path: str, what: str, input_names: set[str]) -> dict[str, np.ndarray]:
+    from fhec.runtime.npz import load_npz
+
+    arrays = load_npz(path, what)
+    if LABEL_KEY not in input_names:
+        arrays.pop(LABEL_KEY, None)
+    return arrays
+
+
+# -- fhec run -------------------------------------------------------------------------
+
+
+def _add_run(commands: Commands) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="run a compiled artifact on inputs from an .npz file",
+        description="Run an artifact on INPUTS.npz (keyed by the ONNX input names).",
+    )
+    parser.add_argument("artifact", metavar="ARTIFACT")
+    parser.add_argument("--input", required=True, metavar="INPUTS.npz")
+    parser.add_argument("--output", metavar="OUT.npz", help="write the outputs here")
+    parser.add_argument("--json", action="store_true", help="print the outputs as JSON lists")
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="execute",
+        help="simulate: the backend's simulation where it has one (TFHE)",
+    )
+    parser.set_defaults(command=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from fhec import api
+    from fhec.runtime.npz import save_npz
+
+    model = api.load(args.artifact)
+    inputs = _read_arrays(args.input, "input", {s.name for s in model.signature.inputs})
+    outputs = model.run(inputs, mode=args.mode)
+    if args.output:
+        save_npz(args.output, outputs)
+    if args.json:
+        print(json.dumps({name: array.tolist() for name, array in outputs.items()}))
+    elif args.output:
+        print(f"wrote {args.output} ({', '.join(outputs)})")
+    else:
+        print(format_outputs(outputs))
+    return 0
+
+
+def format_outputs(outputs: Mapping[str, np.ndarray], shown: int = 6) -> str:
+    """One line per output: shape, type, range and the first few values."""
+    rows = [("output", "shape", "dtype", "min", "max", "first values")]
+    for name, array in outputs.items():
+        flat = array.ravel()
+        first = " ".join(f"{v:.6g}" for v in flat[:shown].tolist())
+        rows.append(
+            (
+                name,
+                str(tuple(array.shape)),
+                str(array.dtype),
+                f"{flat.min():.6g}" if flat.size else "-",
+                f"{flat.max():.6g}" if flat.size else "-",
+                first + (" ..." if flat.size > shown else ""),
+            )
+        )
+    return format_table(rows)
+
+
+def format_table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+# -- fhec inspect ---------------------------------------------------------------------
+
+
+def _add_inspect(commands: Commands) -> None:
+    parser = commands.add_parser(
+        "inspect",
+        help="print the IR of a model (after a pass) or of an artifact",
+        description="Print the IR: of an ONNX model after the backend's pipeline, or after "
+        "one of its passes (--after), or of a compiled artifact.",
+    )
+    parser.add_argument("target", metavar="MODEL.onnx|ARTIFACT")
+    parser.add_argument(
+        "--after", metavar="PASS", help="stop after this pass (NAME#2 for its second run)"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help="whose pipeline to run (default: reference)",
+    )
+    parser.add_argument(
+        "--full", action="store_true", help="print large constants in full (parseable IR)"
+    )
+    _shape_options(parser)
+    parser.set_defaults(command=inspect_command)
+
+
+def inspect_command(args: argparse.Namespace) -> int:
+    from fhec.ir.printer import print_module
+
+    target = Path(args.target)
+    is_artifact = _is_artifact(target)
+    module = _artifact_module(target, args) if is_artifact else _model_module(target, args)
+    elide = None if args.full else ELIDE_CONSTANTS_OVER
+    sys.stdout.write(print_module(module, elide_constants_over=elide))
+    return 0
+
+
+def _is_artifact(path: Path) -> bool:
+    if path.suffix in (".onnx", ".fhec"):
+        return path.suffix == ".fhec"
+    if not path.is_file():
+        return False
+    with path.open("rb") as handle:
+        return handle.read(len(ZIP_MAGIC)) == ZIP_MAGIC
+
+
+def _artifact_module(path: Path, args: argparse.Namespace) -> Module:
+    from fhec import api
+
+    model_only = [
+        flag
+        for flag, value in (
+            ("--after", args.after),
+            ("--calibration", args.calibration),
+            ("--batch-size", args.batch_size),
+            ("--input-shape", args.input_shape),
+        )
+        if value
+    ]
+    if model_only:
+        raise UsageError(
+            f"{model_only[0]} applies to ONNX models; an artifact holds the IR after its "
+            "whole pipeline",
+            hint="inspect the .onnx model instead",
+        )
+    model = api.load(path)
+    if args.backend is not None and args.backend != model.backend:
+        raise UsageError(
+            f"'{path}' was compiled for backend {model.backend!r}, not {args.backend!r}",
+            hint="leave out --backend, or inspect the .onnx model",
+        )
+    return model.module
+
+
+def _model_module(path: Path, args: argparse.Namespace) -> Module:
+    from fhec import api
+
+    calibration = None
+    if args.calibration:
+        from fhec.frontend import load_onnx
+
+        names = {i.name for i in load_onnx(path).graph.input}
+        calibration = _read_arrays(args.calibration, "calibration", names)
+    return api.lower(
+        path,
+        args.backend or "reference",
+        after=args.after,
+        calibration=calibration,
+        input_shapes=_shapes_by_name(args.input_shape),
+        batch_size=args.batch_size,
+    )
+
+
+# -- fhec demo ------------------------------------------------------------------------
+
+
+def _add_demo(commands: Commands) -> None:
+    parser = commands.add_parser(
+        "demo",
+        help="compile the bundled digits model and run it on every backend",
+        description="Compile the digits classifier shipped with fhec and run it on every "
+        "backend: agreement with onnxruntime, accuracy on the bundled test data, time.",
+    )
+    parser.add_argument("--model", metavar="MODEL.onnx", help="another model (for tests)")
+    parser.add_argument(
+        "--data", metavar="DATA.npz", help="test data: the model's inputs and 'label'"
+    )
+    parser.add_argument(
+        "--limit", type=positive_int, metavar="N", help="use only the first N test samples"
+    )
+    parser.set_defaults(command=demo_command)
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    from fhec.demo import demo_table, run_demo
+
+    if (args.model is None) != (args.data is None):
+        raise UsageError("--model and --data go together", hint="give both or neither")
+    result = run_demo(args.model, args.data, limit=args.limit)
+    print(demo_table(result))
+    return 0
