@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/compile_time.py              # the table
     .venv/bin/python benchmarks/compile_time.py --passes     # + seconds per stage
+    .venv/bin/python benchmarks/compile_time.py --calls      # + Python calls per layer
     .venv/bin/python benchmarks/compile_time.py --profile 1000   # cProfile, top 25
 
 Each chain has width 16, seeded random weights and a symbolic batch axis; it is
@@ -131,6 +132,25 @@ def print_stages(depths: Sequence[int]) -> None:
         print(f"| {stage} | {cells} |")
 
 
+def python_calls(model: onnx.ModelProto) -> int:
+    """Python function calls in one compile: a count the machine's load cannot blur."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    fhec.compile(model, backend="reference", calibration=calibration())
+    profiler.disable()
+    return int(pstats.Stats(profiler).total_calls)  # type: ignore[attr-defined]
+
+
+def print_calls(depths: Sequence[int]) -> None:
+    print("\n| layers | Python calls | calls per layer | per-layer ratio |")
+    print("| ---: | ---: | ---: | ---: |")
+    baseline = None
+    for layers in depths:
+        calls = python_calls(gemm_relu_chain(layers))
+        baseline = baseline or calls / layers
+        print(f"| {layers} | {calls} | {calls / layers:.0f} | {calls / layers / baseline:.2f} |")
+
+
 def profile(layers: int) -> None:
     model = gemm_relu_chain(layers)
     time_compile(gemm_relu_chain(2))
@@ -146,6 +166,7 @@ def main() -> None:
     parser.add_argument("--depths", type=int, nargs="+", default=list(DEPTHS))
     parser.add_argument("--repeats", type=int, default=3, help="best of this many compiles")
     parser.add_argument("--passes", action="store_true", help="also time each stage")
+    parser.add_argument("--calls", action="store_true", help="also count Python calls")
     parser.add_argument("--profile", type=int, metavar="LAYERS", help="cProfile one compile")
     args = parser.parse_args()
     if args.profile:
@@ -154,6 +175,8 @@ def main() -> None:
     print_table(args.depths, args.repeats)
     if args.passes:
         print_stages(args.depths)
+    if args.calls:
+        print_calls(args.depths)
 
 
 if __name__ == "__main__":

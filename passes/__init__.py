@@ -10,6 +10,7 @@ from fhec.passes import (  # noqa: F401
     infer_shapes,
 )
 from fhec.passes import quantize_tfhe  # noqa: F401
+from fhec.passes import lower_to_integer  # noqa: F401
 from fhec.passes.base import (
     PASS_REGISTRY,
     Pass,

@@ -21,6 +21,7 @@ import numpy as np
 
 from fhec.ir.errors import FhecError
 from fhec.ir.graph import Graph, Module, ValueId
+from fhec.ir.interpreter import evaluate_all
 from fhec.ir.interval import Interval
 from fhec.ir.ops.core import ConstantOp, InputOp
 from fhec.passes.base import Pass, PassContext, PassKind, Sample, register_pass
@@ -56,10 +57,6 @@ class AnnotateRanges(Pass):
             graph.set_node(value, graph.node(value).with_annotation(interval))
 
     def _calibrated(self, module: Module, samples: Sequence[Sample]) -> dict[ValueId, Interval]:
-        # The reference interpreter is the one plaintext semantics; imported here because
-        # backends sit above passes in the import order (DESIGN.md).
-        from fhec.backends.reference import evaluate_all
-
         seen: dict[ValueId, list[Interval]] = {}
         for sample in samples:
             for value, array in evaluate_all(module, sample).items():

@@ -56,8 +56,13 @@ class Pass:
         options = field_hints(type(self))
         if not options:
             return self.name
-        values = ",".join(f"{k}={getattr(self, k)}" for k in options)
+        values = ",".join(f"{k}={_spell_option(getattr(self, k))}" for k in options)
         return f"{self.name}{{{values}}}"
+
+
+def _spell_option(value: object) -> str:
+    text = str(value)
+    return f'"{text}"' if isinstance(value, str) and ("," in text or "}" in text) else text
 
 
 PASS_REGISTRY: dict[str, type[Pass]] = {}
@@ -160,13 +165,21 @@ def _split_top_level(text: str) -> list[str]:
     return parts
 
 
+_OPTION = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*("[^"]*"|[^,]*)\s*(?:,|$)')
+
+
 def _parse_options(text: str) -> dict[str, str]:
-    options = {}
-    for item in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise FhecError(f"pass option {item!r} needs a value", hint="write opt=value")
-        options[key.strip()] = value.strip()
+    """`a=1, b="x,y"`: values holding commas are double-quoted."""
+    options: dict[str, str] = {}
+    position = 0
+    while position < len(text.strip()):
+        match = _OPTION.match(text, position)
+        if match is None:
+            item = text[position:].split(",")[0].strip()
+            raise FhecError(f"pass option {item!r} needs a value", hint='write opt=value')
+        value = match.group(2).strip()
+        options[match.group(1)] = value[1:-1] if value.startswith('"') else value
+        position = match.end()
     return options
 
 

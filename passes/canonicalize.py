@@ -4,12 +4,12 @@ Applies to: any module. Requires: types as `infer-shapes` establishes them; cons
 folded (`fold-constants`) so that `x + (0 * c)` is seen as `x + 0`.
 Establishes: no rule of `RULES` applies anywhere (the table is run to a fixpoint by
 `rewrite_to_fixpoint`): identities on `arith.*` (x+0, x*1, x-0, x/1, -(-x)) are gone,
-no reshape keeps its shape, no transpose is the identity or follows a transpose, and
-every gemm whose weights and bias are constant has alpha = 1, beta = 1, trans_b =
-false and no zero bias. A rule applies only where the result type (shape, element
-type, secrecy) stays identical: `x + zeros` of a larger shape broadcasts x and stays.
-Nodes a rewrite leaves without users are erased; outputs and values keep their
-locations (a rewritten node keeps its own).
+no reshape keeps its shape, no transpose is the identity or follows a transpose; a
+gemm has alpha = 1 and trans_b = false where its weights B are constant, beta = 1
+where its bias C is, and no all-zero bias. A rule applies only where the result type
+(shape, element type, secrecy) stays identical: `x + zeros` of a larger shape
+broadcasts x and stays. A rewritten node keeps its value, location and annotations;
+new constants take its location; nodes a rewrite leaves without users are erased.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from fhec.ir.graph import ValueId
 from fhec.ir.ops.nn import AvgPoolOp, BatchNormOp, LogSoftmaxOp, MaxPoolOp, SoftmaxOp
 
 Window = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+LATE_WINDOW = "a ceil_mode window starting in the right pad needs opset 22"
 
 
 def _pool_window(ctx: ConversionContext) -> Window:
@@ -72,13 +73,21 @@ def _average_pool(ctx: ConversionContext, drops_late_windows: bool) -> ValueId:
     return ctx.emit(op, ctx.input(0))
 
 
-@converter("AveragePool", since=11, notes="1-D and 2-D; auto_pad, pads, ceil_mode")
-@converter("AveragePool", since=19, notes="1-D and 2-D; dilations, auto_pad, pads, ceil_mode")
+@converter(
+    "AveragePool",
+    since=11,
+    notes=f"1-D and 2-D; {LATE_WINDOW}",
+)
+@converter(
+    "AveragePool",
+    since=19,
+    notes=f"1-D and 2-D, dilations; {LATE_WINDOW}",
+)
 def convert_average_pool(node: onnx.NodeProto, ctx: ConversionContext) -> Sequence[ValueId]:
     return [_average_pool(ctx, drops_late_windows=False)]
 
 
-@converter("AveragePool", since=22, notes="1-D and 2-D; dilations, auto_pad, pads, ceil_mode")
+@converter("AveragePool", since=22, notes="1-D and 2-D, dilations")
 def convert_average_pool_22(node: onnx.NodeProto, ctx: ConversionContext) -> Sequence[ValueId]:
     return [_average_pool(ctx, drops_late_windows=True)]
 
@@ -104,12 +113,16 @@ def _max_pool(node: onnx.NodeProto, ctx: ConversionContext, drops_late_windows: 
     return ctx.emit(op, ctx.input(0))
 
 
-@converter("MaxPool", since=12, notes="1-D and 2-D; the Indices output is not supported")
+@converter(
+    "MaxPool",
+    since=12,
+    notes=f"1-D and 2-D; no Indices output; {LATE_WINDOW}",
+)
 def convert_max_pool(node: onnx.NodeProto, ctx: ConversionContext) -> Sequence[ValueId]:
     return [_max_pool(node, ctx, drops_late_windows=False)]
 
 
-@converter("MaxPool", since=22, notes="1-D and 2-D; the Indices output is not supported")
+@converter("MaxPool", since=22, notes="1-D and 2-D; no Indices output")
 def convert_max_pool_22(node: onnx.NodeProto, ctx: ConversionContext) -> Sequence[ValueId]:
     return [_max_pool(node, ctx, drops_late_windows=True)]
 

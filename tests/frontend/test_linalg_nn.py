@@ -528,20 +528,21 @@ def _assert_sound(
     bound = op.interval(bounds, constants)
     assert bound is not None
     for trial in range(40):
+        at_corners = trial % 4 == 0  # every element at lo or hi: where linear bounds are met
         sample = [
-            (
-                RNG.uniform(interval.lo, interval.hi, v.shape).astype(v.dtype)
-                if trial % 4
-                else RNG.choice([interval.lo, interval.hi], v.shape).astype(v.dtype)
-            )
-            if s
-            else v
+            _sample_within(interval, v, at_corners) if s else v
             for v, s in zip(operands, secret, strict=True)
         ]
         result = op.evaluate(sample).astype(np.float64)
         slack = 1e-5  # float32 rounding of evaluate at the corners
         assert bound.lo - slack <= result.min() and result.max() <= bound.hi + slack, trial
     return bound
+
+
+def _sample_within(interval: Interval, like: np.ndarray, at_corners: bool) -> np.ndarray:
+    if at_corners:
+        return RNG.choice([interval.lo, interval.hi], like.shape).astype(like.dtype)
+    return RNG.uniform(interval.lo, interval.hi, like.shape).astype(like.dtype)
 
 
 def test_gemm_interval_is_sound_and_exact_per_output() -> None:
@@ -582,6 +583,16 @@ def test_conv_interval_is_sound(pads: tuple[int, ...]) -> None:
     operands = [_rand(1, 4, 5, 5), _rand(6, 2, 3, 3), _rand(6)]
     # An input interval away from 0: the padded taps' zeros must still be covered.
     _assert_sound(op, operands, [True, False, False], Interval(1.0, 2.0))
+
+
+def test_conv_interval_covers_border_outputs_that_read_padding() -> None:
+    # 3x3 ones over x in [1, 2]: a corner output sums only 4 real taps, so it can be 4,
+    # below the 9 a window of real taps reaches.
+    op = ConvOp(strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1))
+    weights = np.ones((1, 1, 3, 3), dtype=np.float32)
+    bound = _assert_sound(op, [_rand(1, 1, 4, 4), weights], [True, False], Interval(1.0, 2.0))
+    corner = op.evaluate([np.ones((1, 1, 4, 4), dtype=np.float32), weights])[0, 0, 0, 0]
+    assert corner == 4.0 and bound.lo <= corner and bound.hi == 18.0
 
 
 def test_pool_and_softmax_intervals_are_sound() -> None:

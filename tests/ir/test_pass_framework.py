@@ -72,6 +72,12 @@ def test_spelled_options_parse_back() -> None:
     assert parse_pipeline(item.spelled()) == [item]
 
 
+def test_option_values_with_commas_are_quoted() -> None:
+    item = AnnotateSecrecy(public="a,b")
+    assert item.spelled() == 'annotate-secrecy{public="a,b"}'
+    assert parse_pipeline(item.spelled() + ",infer-shapes") == [item, InferShapes()]
+
+
 @pytest.mark.parametrize(
     ("pipeline", "message"),
     [

@@ -1,4 +1,6 @@
-"""Plaintext evaluation of a module: the oracle every other backend is checked against."""
+"""Plaintext evaluation of a module through each op's `evaluate`: the oracle for every backend,
+and the engine of constant folding and calibration (passes call it; it lives in ir/ so that
+imports keep pointing one way)."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ def evaluate_all(module: Module, inputs: Mapping[str, np.ndarray]) -> dict[Value
             raise InternalCompilerError(
                 f"{node.op.name} at {node.location.describe()} computed shape {result.shape}, "
                 f"its type says {node.type.shape}",
-                "reference",
+                "interpreter",
             )
         values[value] = result.astype(node.type.dtype.numpy, copy=False)
     return values

@@ -1,0 +1,160 @@
+"""Microsoft SEAL through seal-python: context, keys, encoding and encryption.
+
+Everything that touches `seal` objects directly lives here (plus the evaluator), so
+the rest of the backend reads as arrays and ciphertext tensors. Pitfall this module
+guards: seal-python's `CKKSEncoder.encode` ignores numpy strides, so every vector is
+made `np.ascontiguousarray(x, dtype=np.float64)` first.
+
+Security: `CkksParams.check` enforces the HomomorphicEncryption.org table
+(`MAX_LOG_Q`); SEAL enforces the same table again for N <= 32768. SEAL has no table
+entry for N = 65536, so that one size is created with SEAL's check off, ours on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+import numpy as np
+import seal
+
+from fhec.ir.errors import FhecError
+from fhec.ir.ops.ckks import MAX_LOG_Q, CkksParams
+
+_SEAL_SECURITY = {
+    128: seal.sec_level_type.tc128,
+    192: seal.sec_level_type.tc192,
+    256: seal.sec_level_type.tc256,
+    0: seal.sec_level_type.none,
+}
+_SEAL_TABLE_MAX_DEGREE = 32768
+
+
+class SealContext:
+    """A SEAL CKKS context for `params`, with its encoder, evaluator and the parms_id of
+    every level (level 0 = fresh ciphertexts, `params.depth` = only q0 left)."""
+
+    def __init__(self, params: CkksParams) -> None:
+        try:
+            params.check()
+        except ValueError as exc:
+            raise FhecError(f"invalid CKKS parameters: {exc}") from None
+        self.params = params
+        parms = seal.EncryptionParameters(seal.scheme_type.ckks)
+        parms.set_poly_modulus_degree(params.poly_degree)
+        parms.set_coeff_modulus(seal.CoeffModulus.Create(params.poly_degree, list(params.coeff_bits)))
+        checked_by_seal = params.security and params.poly_degree <= _SEAL_TABLE_MAX_DEGREE
+        level = _SEAL_SECURITY[params.security if checked_by_seal else 0]
+        self.seal = seal.SEALContext(parms, True, level)
+        if not self.seal.parameters_set():
+            raise FhecError(f"SEAL rejects the CKKS parameters: {self.seal.parameter_error_message()}")
+        self.primes = tuple(int(m.value()) for m in parms.coeff_modulus())
+        # Parameters and security level identify a context: data from another one is refused.
+        identity = parms.to_bytes(seal.compr_mode_type.none) + str(params.security).encode()
+        self.fingerprint = hashlib.sha256(identity).hexdigest()[:32]
+        self.encoder = seal.CKKSEncoder(self.seal)
+        self.evaluator = seal.Evaluator(self.seal)
+        self._parms_ids = _parms_ids_by_level(self.seal)
+        if len(self._parms_ids) != params.depth + 1:
+            raise FhecError(f"SEAL built {len(self._parms_ids)} levels, expected {params.depth + 1}")
+
+    @property
+    def slot_count(self) -> int:
+        return int(self.encoder.slot_count())
+
+    def parms_id(self, level: int) -> seal.ParmsId:
+        if not 0 <= level < len(self._parms_ids):
+            raise FhecError(f"level {level} is outside the modulus chain (0..{self.params.depth})")
+        return self._parms_ids[level]
+
+    def level_of(self, parms_id: seal.ParmsId) -> int:
+        return self._parms_ids.index(list(parms_id))
+
+    def prime_drift(self) -> float:
+        """Largest |q - 2**bits| / 2**bits over the rescaling primes: how far a rescale's
+        true divisor is from the nominal power of two the compiler plans with."""
+        rescaling = zip(self.primes[1:-1], self.params.coeff_bits[1:-1], strict=True)
+        return max((abs(q - 2.0**b) / 2.0**b for q, b in rescaling), default=0.0)
+
+    # -- encoding ------------------------------------------------------------
+    def encode(self, values: np.ndarray | float, scale: float, level: int) -> seal.Plaintext:
+        """A plaintext of `values` (a scalar fills every slot) at `scale` and `level`."""
+        if np.ndim(values) == 0:
+            plain = self.encoder.encode(float(values), scale)
+        else:
+            vector = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
+            if vector.size > self.slot_count:
+                raise FhecError(f"{vector.size} values do not fit {self.slot_count} slots")
+            plain = self.encoder.encode(vector, scale)
+        if level:
+            self.evaluator.mod_switch_to_inplace(plain, self.parms_id(level))
+        return plain
+
+    def decode(self, plain: seal.Plaintext, count: int) -> np.ndarray:
+        return np.asarray(self.encoder.decode(plain), dtype=np.float64)[:count]
+
+
+def _parms_ids_by_level(context: seal.SEALContext) -> list[list[int]]:
+    ids: list[list[int]] = []
+    data = context.first_context_data()
+    while data is not None:
+        ids.append(list(data.parms_id()))
+        data = data.next_context_data()
+    return ids
+
+
+@dataclass(slots=True)
+class EvaluationKeys:
+    """What the server gets: public key (to encrypt constants), relinearization keys and
+    the Galois keys of the rotations the circuit uses (none in the batch layout)."""
+
+    key_id: str
+    public_key: seal.PublicKey
+    relin_keys: seal.RelinKeys
+    galois_keys: seal.GaloisKeys | None = None
+
+
+@dataclass(slots=True)
+class SecretKeys:
+    """The client's keys: the secret key and the evaluation keys made with it."""
+
+    key_id: str
+    secret_key: seal.SecretKey
+    evaluation: EvaluationKeys
+
+    @classmethod
+    def generate(cls, context: SealContext, galois_elements: tuple[int, ...] = ()) -> SecretKeys:
+        generator = seal.KeyGenerator(context.seal)
+        # A random id ties ciphertexts and evaluation keys to this key set: data made with
+        # another key set (same parameters) would decrypt to noise, so it is refused.
+        key_id = secrets.token_hex(16)
+        galois = None
+        if galois_elements:
+            galois = seal.GaloisKeys()
+            generator.create_galois_keys(list(galois_elements), galois)
+        evaluation = EvaluationKeys(
+            key_id, generator.create_public_key(), generator.create_relin_keys(), galois
+        )
+        return cls(key_id, generator.secret_key(), evaluation)
+
+
+class Encryptor:
+    """Client side: encrypt (symmetric, with the secret key: less noise than public-key
+    encryption) and decrypt."""
+
+    def __init__(self, context: SealContext, keys: SecretKeys) -> None:
+        self.context = context
+        self._encryptor = seal.Encryptor(context.seal, keys.secret_key)
+        self._decryptor = seal.Decryptor(context.seal, keys.secret_key)
+
+    def encrypt(self, values: np.ndarray, scale: float) -> seal.Ciphertext:
+        return self._encryptor.encrypt_symmetric(self.context.encode(values, scale, 0))
+
+    def decrypt(self, ciphertext: seal.Ciphertext, count: int) -> np.ndarray:
+        return self.context.decode(self._decryptor.decrypt(ciphertext), count)
+
+
+def max_log_q(security: int, poly_degree: int) -> int | None:
+    """The table's bound, None where the table has no entry (or no check: security 0)."""
+    return MAX_LOG_Q.get(security, {}).get(poly_degree)

@@ -1,0 +1,167 @@
+"""approximate-activations: each secret non-polynomial function becomes a polynomial.
+
+Applies to: secret values computed by the ops in `APPROXIMATED` (activations and
+math functions; any other operand must be a one-element constant, e.g. a PRelu slope).
+Requires: `annotate-secrecy`; `annotate-ranges` for the input range of each such op
+(from calibration data). Establishes: none of those ops is left on a secret value;
+each became `poly.chebyshev` interpolating the op's own `evaluate` at Chebyshev
+points of its input range [lo, hi] widened by `margin` times its width at each end.
+The degree is the smallest of 1, 3, 7, 15, ... (2**k - 1: the most a depth allows)
+whose largest error on that interval, measured on a dense grid, is at most
+`error_target`; where `max_degree` cannot reach the target it is used anyway, and the
+error it reaches is what `#approx{function, degree, lo, hi, max_error}` records (and
+the report's error bound carries). An op with no range is a CompileError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.polynomial import chebyshev
+
+from fhec.ir.errors import CompileError, FhecError
+from fhec.ir.graph import Function, Node, ValueId
+from fhec.ir.interval import Interval
+from fhec.ir.ops.core import ConstantOp
+from fhec.ir.ops.poly import Approximation, ChebyshevOp, series_range
+from fhec.passes.base import Pass, PassContext, PassKind, register_pass
+from fhec.passes.rewrite import erase_if_dead
+
+APPROXIMATED = frozenset(
+    {
+        "nn.relu", "nn.leaky_relu", "nn.prelu", "nn.sigmoid", "nn.tanh", "nn.gelu",
+        "nn.softplus", "nn.elu", "nn.selu", "nn.clip",
+        "arith.exp", "arith.erf", "arith.sqrt", "arith.abs",
+    }
+)  # fmt: skip
+# Functions defined only from some point on: the fit interval never goes below it.
+DOMAIN_START = {"arith.sqrt": 0.0}
+# Interpolation-error grid: dense enough that the grid maximum is the true one to
+# within a fraction of a percent for these degrees (<= 255).
+GRID_POINTS = 20001
+
+
+@register_pass
+@dataclass(frozen=True, slots=True)
+class ApproximateActivations(Pass):
+    name = "approximate-activations"
+    kind = PassKind.TRANSFORM
+    error_target: float = 1e-3  # largest absolute error wanted on the fit interval
+    max_degree: int = 63
+    margin: float = 0.05  # the fit interval extends the calibrated one by this * width
+
+    def __post_init__(self) -> None:
+        if not self.error_target > 0:
+            raise FhecError(f"approximate-activations: error_target must be > 0, got {self.error_target}")
+        if not 1 <= self.max_degree <= 255:
+            raise FhecError(f"approximate-activations: max_degree must be in 1..255, got {self.max_degree}")
+        if not self.margin >= 0:
+            raise FhecError(f"approximate-activations: margin must be >= 0, got {self.margin}")
+
+    def run(self, module: Module, context: PassContext) -> None:
+        function = module.function
+        for value in function.graph.topological_order():
+            node = function.graph.node(value)
+            if node.op.name in APPROXIMATED and node.type.secret:
+                note = self._approximate(function, value, node)
+                if note:
+                    context.notes[f"{self.name}: {node.location.describe()}"] = note
+
+    def _approximate(self, function: Function, value: ValueId, node: Node) -> str:
+        graph = function.graph
+        operands = graph.operands(value)
+        fn = _function_of(function, node, operands)
+        lo, hi = self._interval(node, graph.node(operands[0]).annotation(Interval))
+        coefficients, error = self._fit(fn, lo, hi)
+        op = ChebyshevOp(tuple(float(c) for c in coefficients), lo, hi)
+        output = series_range(op.coefficients, lo, hi, lo, hi)
+        approximation = Approximation(node.op.name, op.degree, lo, hi, error)
+        new = graph.add(op, [operands[0]], node.type, node.location, (approximation, output))
+        function.replace_uses(value, new)
+        graph.remove(value)
+        for operand in operands[1:]:
+            erase_if_dead(function, operand)
+        if error > self.error_target:
+            return (
+                f"error target {self.error_target:g} not reached at degree {op.degree} "
+                f"(max error {error:.3g} on [{lo:.4g}, {hi:.4g}])"
+            )
+        return ""
+
+    def _interval(self, node: Node, known: Interval | None) -> tuple[float, float]:
+        what = f"{node.op.name} on encrypted values is approximated by a polynomial on its input range"
+        if known is None:
+            raise CompileError(
+                f"{what}, and that range is unknown",
+                node.location,
+                hint="give calibration data (fhec compile --calibration DATA.npz) so "
+                "annotate-ranges can bound it",
+            )
+        if not known.is_finite():
+            raise CompileError(
+                f"{what}, and that range [{known.lo}, {known.hi}] is unbounded",
+                node.location,
+                hint="give calibration data so annotate-ranges can bound it",
+            )
+        slack = self.margin * known.width or max(1e-3, self.margin * known.magnitude)
+        lo, hi = known.lo - slack, known.hi + slack
+        start = DOMAIN_START.get(node.op.name)
+        if start is not None:
+            if known.lo < start:
+                raise CompileError(
+                    f"{node.op.name} is undefined below {start}, and its calibrated input "
+                    f"range [{known.lo:.4g}, {known.hi:.4g}] reaches below",
+                    node.location,
+                )
+            lo = max(lo, start)
+        return lo, hi
+
+    def _fit(self, fn: Callable[[np.ndarray], np.ndarray], lo: float, hi: float) -> tuple[np.ndarray, float]:
+        grid = np.unique(np.concatenate([np.linspace(lo, hi, GRID_POINTS), [0.0] if lo < 0 < hi else []]))
+        exact = fn(grid)
+        degrees = [d for d in (1, 3, 7, 15, 31, 63, 127, 255) if d < self.max_degree]
+        best: tuple[np.ndarray, float] | None = None
+        for degree in [*degrees, self.max_degree]:
+            coefficients = _interpolate(fn, lo, hi, degree)
+            error = float(np.max(np.abs(chebyshev.chebval(_unit(grid, lo, hi), coefficients) - exact)))
+            best = (coefficients, error)
+            if error <= self.error_target:
+                break
+        assert best is not None
+        return best
+
+
+def _unit(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return (2.0 * x - (lo + hi)) / (hi - lo)
+
+
+def _interpolate(fn: Callable[[np.ndarray], np.ndarray], lo: float, hi: float, degree: int) -> np.ndarray:
+    """The interpolant at Chebyshev points of [lo, hi], its negligible terms dropped (odd
+    or even functions leave half the coefficients at rounding level)."""
+    coefficients = chebyshev.chebinterpolate(lambda u: fn((u * (hi - lo) + lo + hi) / 2.0), degree)
+    scale = float(np.max(np.abs(coefficients))) or 1.0
+    coefficients[np.abs(coefficients) < 1e-13 * scale] = 0.0
+    last = int(np.flatnonzero(coefficients).max(initial=0))
+    return np.asarray(coefficients[: last + 1], dtype=np.float64)
+
+
+def _function_of(
+    function: Function, node: Node, operands: tuple[ValueId, ...]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The op as a float64 function of its first operand, other operands held fixed."""
+    graph = function.graph
+    fixed = []
+    for operand in operands[1:]:
+        producer = graph.node(operand)
+        if not isinstance(producer.op, ConstantOp) or producer.op.value.array.size != 1:
+            raise CompileError(
+                f"{node.op.name} on encrypted values needs its operand {len(fixed) + 1} to be "
+                "a single constant (one polynomial for every element)",
+                node.location,
+                hint="use one shared parameter (e.g. one PRelu slope for all channels)",
+            )
+        fixed.append(producer.op.value.array.astype(np.float64).reshape(()))
+    op = node.op
+    return lambda x: np.asarray(op.evaluate([np.asarray(x, dtype=np.float64), *fixed]), dtype=np.float64)
