@@ -11,6 +11,8 @@ from fhec.passes import (  # noqa: F401
 )
 from fhec.passes import quantize_tfhe  # noqa: F401
 from fhec.passes import lower_to_integer  # noqa: F401
+from fhec.passes import round_accumulators  # noqa: F401
+from fhec.passes import annotate_bit_widths  # noqa: F401
 from fhec.passes.base import (
     PASS_REGISTRY,
     Pass,

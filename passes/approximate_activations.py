@@ -22,7 +22,7 @@ import numpy as np
 from numpy.polynomial import chebyshev
 
 from fhec.ir.errors import CompileError, FhecError
-from fhec.ir.graph import Function, Node, ValueId
+from fhec.ir.graph import Function, Module, Node, ValueId
 from fhec.ir.interval import Interval
 from fhec.ir.ops.core import ConstantOp
 from fhec.ir.ops.poly import Approximation, ChebyshevOp, series_range
@@ -54,9 +54,13 @@ class ApproximateActivations(Pass):
 
     def __post_init__(self) -> None:
         if not self.error_target > 0:
-            raise FhecError(f"approximate-activations: error_target must be > 0, got {self.error_target}")
+            raise FhecError(
+                f"approximate-activations: error_target must be > 0, got {self.error_target}"
+            )
         if not 1 <= self.max_degree <= 255:
-            raise FhecError(f"approximate-activations: max_degree must be in 1..255, got {self.max_degree}")
+            raise FhecError(
+                f"approximate-activations: max_degree must be in 1..255, got {self.max_degree}"
+            )
         if not self.margin >= 0:
             raise FhecError(f"approximate-activations: margin must be >= 0, got {self.margin}")
 
@@ -91,7 +95,9 @@ class ApproximateActivations(Pass):
         return ""
 
     def _interval(self, node: Node, known: Interval | None) -> tuple[float, float]:
-        what = f"{node.op.name} on encrypted values is approximated by a polynomial on its input range"
+        what = (
+            f"{node.op.name} on encrypted values is approximated by a polynomial on its input range"
+        )
         if known is None:
             raise CompileError(
                 f"{what}, and that range is unknown",
@@ -118,14 +124,20 @@ class ApproximateActivations(Pass):
             lo = max(lo, start)
         return lo, hi
 
-    def _fit(self, fn: Callable[[np.ndarray], np.ndarray], lo: float, hi: float) -> tuple[np.ndarray, float]:
-        grid = np.unique(np.concatenate([np.linspace(lo, hi, GRID_POINTS), [0.0] if lo < 0 < hi else []]))
+    def _fit(
+        self, fn: Callable[[np.ndarray], np.ndarray], lo: float, hi: float
+    ) -> tuple[np.ndarray, float]:
+        grid = np.unique(
+            np.concatenate([np.linspace(lo, hi, GRID_POINTS), [0.0] if lo < 0 < hi else []])
+        )
         exact = fn(grid)
         degrees = [d for d in (1, 3, 7, 15, 31, 63, 127, 255) if d < self.max_degree]
         best: tuple[np.ndarray, float] | None = None
         for degree in [*degrees, self.max_degree]:
             coefficients = _interpolate(fn, lo, hi, degree)
-            error = float(np.max(np.abs(chebyshev.chebval(_unit(grid, lo, hi), coefficients) - exact)))
+            error = float(
+                np.max(np.abs(chebyshev.chebval(_unit(grid, lo, hi), coefficients) - exact))
+            )
             best = (coefficients, error)
             if error <= self.error_target:
                 break
@@ -137,7 +149,9 @@ def _unit(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return (2.0 * x - (lo + hi)) / (hi - lo)
 
 
-def _interpolate(fn: Callable[[np.ndarray], np.ndarray], lo: float, hi: float, degree: int) -> np.ndarray:
+def _interpolate(
+    fn: Callable[[np.ndarray], np.ndarray], lo: float, hi: float, degree: int
+) -> np.ndarray:
     """The interpolant at Chebyshev points of [lo, hi], its negligible terms dropped (odd
     or even functions leave half the coefficients at rounding level)."""
     coefficients = chebyshev.chebinterpolate(lambda u: fn((u * (hi - lo) + lo + hi) / 2.0), degree)
@@ -164,4 +178,6 @@ def _function_of(
             )
         fixed.append(producer.op.value.array.astype(np.float64).reshape(()))
     op = node.op
-    return lambda x: np.asarray(op.evaluate([np.asarray(x, dtype=np.float64), *fixed]), dtype=np.float64)
+    return lambda x: np.asarray(
+        op.evaluate([np.asarray(x, dtype=np.float64), *fixed]), dtype=np.float64
+    )

@@ -17,6 +17,13 @@ COMMON_PIPELINE: tuple[str, ...] = (
 
 PIPELINES: dict[str, tuple[str, ...]] = {
     "reference": COMMON_PIPELINE,
+    "tfhe": (
+        *COMMON_PIPELINE,
+        "quantize-tfhe",
+        "lower-to-integer",
+        "round-accumulators",
+        "annotate-bit-widths",
+    ),
 }
 
 

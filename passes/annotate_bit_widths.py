@@ -1,0 +1,61 @@
+"""annotate-bit-widths: the width of every encrypted integer, and a check of the lookups.
+
+Applies to: the integer form (lower-to-integer, round-accumulators). Requires:
+calibration samples in the pass context. Establishes: every value the client
+encrypts or the server computes carries `#bits{width, signed}` and `#range{lo, hi}`:
+the integer type concrete assigns it from the same calibration inputset; for a
+`tfhe.round` the width is the bits left after rounding, the precision its lookup
+reads. Raises a CompileError naming the layer when a lookup would read more than
+`max_lookup_bits` bits (concrete's table lookups take at most 16). Annotations only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fhec.ir.errors import CompileError
+from fhec.ir.graph import Graph, Module, ValueId
+from fhec.ir.interval import Interval
+from fhec.ir.ops.tfhe import BitWidth, LookupOp, RoundOp
+from fhec.passes.base import Pass, PassContext, PassKind, register_pass
+from fhec.passes.lower_to_integer import calibrated_integer_ranges, integer_width
+from fhec.passes.round_accumulators import MAX_LOOKUP_BITS
+
+
+@register_pass
+@dataclass(frozen=True, slots=True)
+class AnnotateBitWidths(Pass):
+    name = "annotate-bit-widths"
+    kind = PassKind.ANNOTATE
+    max_lookup_bits: int = MAX_LOOKUP_BITS
+
+    def run(self, module: Module, context: PassContext) -> None:
+        graph = module.graph
+        widths: dict[ValueId, BitWidth] = {}
+        for value, calibrated in calibrated_integer_ranges(module, context.calibration).items():
+            width, signed = integer_width(calibrated)
+            op = graph.node(value).op
+            if isinstance(op, RoundOp):
+                width = max(1, width - op.lsbs)
+            widths[value] = BitWidth(width, signed)
+            interval = Interval(float(calibrated.start), float(calibrated.stop - 1))
+            node = graph.node(value).with_annotation(widths[value]).with_annotation(interval)
+            graph.set_node(value, node)
+        for value in graph:
+            if isinstance(graph.node(value).op, LookupOp):
+                self._check_lookup(graph, value, widths)
+
+    def _check_lookup(self, graph: Graph, lookup: ValueId, widths: dict[ValueId, BitWidth]) -> None:
+        source = graph.operands(lookup)[0]
+        width = widths[source].width
+        if width <= self.max_lookup_bits:
+            return
+        layer = graph.operands(source)[0] if isinstance(graph.node(source).op, RoundOp) else source
+        raise CompileError(
+            f"this layer's accumulator needs {width} bits where its table lookup "
+            f"({graph.node(lookup).location.describe()}) reads it; concrete's table lookups "
+            f"take at most {self.max_lookup_bits} bits",
+            graph.node(layer).location,
+            hint="quantize with fewer bits (quantize-tfhe{bits=...}) or round the "
+            "accumulators (round-accumulators{bits=...})",
+        )
