@@ -138,6 +138,14 @@ def write_demo(case: Case, data_dir: Path) -> None:
     )
 
 
+def remove_stale_cases(out: Path, known: list[str]) -> None:
+    """Drop case folders no builder makes any more (a renamed or deleted case)."""
+    for folder in out.iterdir():
+        if (folder / "model.onnx").is_file() and folder.name not in known:
+            shutil.rmtree(folder)
+            print(f"removed stale case {folder.name}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "golden")
@@ -154,7 +162,13 @@ def main(argv: list[str] | None = None) -> int:
         help="leave out cases fhec cannot compile yet instead of failing",
     )
     args = parser.parse_args(argv)
+    known = [build.__name__ for build in ALL_CASES]
+    unknown = sorted(set(args.only or ()) - set(known))
+    if unknown:
+        parser.error(f"unknown case(s) {', '.join(unknown)}; cases: {', '.join(known)}")
     args.out.mkdir(parents=True, exist_ok=True)
+    if not args.only:
+        remove_stale_cases(args.out, known)
     rows: list[tuple[Case, dict[str, str]]] = []
     for build in ALL_CASES:
         if args.only and build.__name__ not in args.only:

@@ -243,8 +243,8 @@ def _shapes_from_calibration(
     proto: onnx.ModelProto, calibration: Calibration | None, batch_size: int
 ) -> dict[str, tuple[int, ...]]:
     """Full shapes for inputs whose non-batch dimensions are symbolic, read off the first
-    calibration dict (its batch axis set to the compiled batch size). Anything that does
-    not fit is left to the importer and the calibration checks to report."""
+    calibration dict (its batch axis set to the compiled batch size). Arrays of another
+    rank are left to the importer and the calibration checks to report."""
     first = calibration if isinstance(calibration, Mapping) else None
     if isinstance(calibration, Sequence) and calibration and isinstance(calibration[0], Mapping):
         first = calibration[0]
@@ -257,7 +257,11 @@ def _shapes_from_calibration(
             continue
         dims = graph_input.type.tensor_type.shape.dim
         symbolic = [not d.HasField("dim_value") for d in dims]
-        shape = list(np.shape(first[graph_input.name]))
+        try:
+            shape = list(np.shape(first[graph_input.name]))
+        except (ValueError, TypeError) as exc:  # ragged nested lists
+            name = graph_input.name
+            raise InputError(f"calibration input {name!r} is not an array: {exc}") from None
         if not any(symbolic[1:]) or len(shape) != len(dims):
             continue
         if symbolic[0]:

@@ -153,20 +153,17 @@ def _add_compile(commands: Commands) -> None:
 
 def compile_command(args: argparse.Namespace) -> int:
     from fhec import api
-    from fhec.frontend import load_onnx
 
     model_path = Path(args.model)
     _reject_artifact_as_model(model_path)
     output = Path(args.output) if args.output else model_path.with_suffix(".fhec")
     if output.resolve() == model_path.resolve():
         raise UsageError(f"the output '{output}' would overwrite the model", hint="pass -o OUT")
-    proto = load_onnx(model_path)
-    input_names = {i.name for i in proto.graph.input}
     calibration = None
     if args.calibration:
-        calibration = _read_arrays(args.calibration, "calibration", input_names)
+        calibration = _read_calibration(args.calibration, model_path)
     model = api.compile(
-        proto,
+        model_path,
         args.backend,
         calibration=calibration,
         input_shapes=_shapes_by_name(args.input_shape),
@@ -174,7 +171,10 @@ def compile_command(args: argparse.Namespace) -> int:
     )
     model.save(output)
     if args.json:
-        print(json.dumps({"artifact": str(output), **model.report}, indent=2))
+        from fhec.runtime.artifact import json_default
+
+        report = {"artifact": str(output), **model.report}
+        print(json.dumps(report, indent=2, default=json_default))
     else:
         print(f"wrote {output}")
         print(model.summary())
@@ -195,17 +195,34 @@ def _shapes_by_name(pairs: list[tuple[str, tuple[int, ...]]] | None) -> dict[str
     shapes: dict[str, tuple[int, ...]] = {}
     for name, shape in pairs or []:
         if name in shapes:
-            raise UsageError(f"--input-shape gives the shape of {name!r} twice")
+            raise UsageError(
+                f"--input-shape gives the shape of {name!r} twice", hint="give each input once"
+            )
         shapes[name] = shape
     return shapes
 
 
-def _read_arrays(path: str, what: str, input_names: set[str]) -> dict[str, np.ndarray]:
+def _read_inputs(path: str, input_names: set[str]) -> dict[str, np.ndarray]:
     from fhec.runtime.npz import load_npz
 
-    arrays = load_npz(path, what)
+    arrays = load_npz(path, "input")
     if LABEL_KEY not in input_names:
         arrays.pop(LABEL_KEY, None)
+    return arrays
+
+
+def _read_calibration(path: str, model_path: Path) -> dict[str, np.ndarray]:
+    """Calibration arrays; the model is read for its input names only when the file
+    holds a `label` array that may or may not be one of them."""
+    from fhec.runtime.npz import load_npz
+
+    arrays = load_npz(path, "calibration")
+    if LABEL_KEY in arrays:
+        from fhec.frontend import load_onnx
+
+        names = {i.name for i in load_onnx(model_path).graph.input}
+        if LABEL_KEY not in names:
+            del arrays[LABEL_KEY]
     return arrays
 
 
@@ -236,7 +253,7 @@ def run_command(args: argparse.Namespace) -> int:
     from fhec.runtime.npz import save_npz
 
     model = api.load(args.artifact)
-    inputs = _read_arrays(args.input, "input", {s.name for s in model.signature.inputs})
+    inputs = _read_inputs(args.input, {s.name for s in model.signature.inputs})
     outputs = model.run(inputs, mode=args.mode)
     if args.output:
         save_npz(args.output, outputs)
@@ -354,12 +371,7 @@ def _artifact_module(path: Path, args: argparse.Namespace) -> Module:
 def _model_module(path: Path, args: argparse.Namespace) -> Module:
     from fhec import api
 
-    calibration = None
-    if args.calibration:
-        from fhec.frontend import load_onnx
-
-        names = {i.name for i in load_onnx(path).graph.input}
-        calibration = _read_arrays(args.calibration, "calibration", names)
+    calibration = _read_calibration(args.calibration, path) if args.calibration else None
     return api.lower(
         path,
         args.backend or "reference",

@@ -35,8 +35,7 @@ def render(entries: Iterable[ConverterEntry] | None = None) -> str:
         key=lambda e: (e.domain, e.op_type, e.since),
     )
     rows = [
-        _row(list(versions))
-        for _, versions in groupby(table, key=lambda e: (e.domain, e.op_type))
+        _row(list(versions)) for _, versions in groupby(table, key=lambda e: (e.domain, e.op_type))
     ]
     return HEADER + "".join(rows)
 

@@ -13,6 +13,16 @@ from fhec.passes import quantize_tfhe  # noqa: F401
 from fhec.passes import lower_to_integer  # noqa: F401
 from fhec.passes import round_accumulators  # noqa: F401
 from fhec.passes import annotate_bit_widths  # noqa: F401
+from fhec.passes import approximate_activations  # noqa: F401
+from fhec.passes import expand_polynomials_ckks  # noqa: F401
+from fhec.passes import annotate_states_ckks  # noqa: F401
+from fhec.passes import pack_slots_ckks  # noqa: F401
+from fhec.passes import insert_relinearize_ckks  # noqa: F401
+from fhec.passes import insert_rescale_ckks  # noqa: F401
+from fhec.passes import insert_mod_switch_ckks  # noqa: F401
+from fhec.passes import select_params_ckks  # noqa: F401
+from fhec.passes import validate_levels_ckks  # noqa: F401
+from fhec.passes import validate_scales_ckks  # noqa: F401
 from fhec.passes.base import (
     PASS_REGISTRY,
     Pass,

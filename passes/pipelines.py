@@ -17,6 +17,18 @@ COMMON_PIPELINE: tuple[str, ...] = (
 
 PIPELINES: dict[str, tuple[str, ...]] = {
     "reference": COMMON_PIPELINE,
+    "ckks": (
+        *COMMON_PIPELINE,
+        "approximate-activations",
+        "expand-polynomials-ckks",
+        "pack-slots-ckks",
+        "insert-relinearize-ckks",
+        "insert-rescale-ckks",
+        "insert-mod-switch-ckks",
+        "select-params-ckks",
+        "validate-levels-ckks",
+        "validate-scales-ckks",
+    ),
     "tfhe": (
         *COMMON_PIPELINE,
         "quantize-tfhe",

@@ -57,7 +57,7 @@ class Artifact:
             "report": self.report,
             "files": sorted(self.extra_files),
         }
-        text = json.dumps(manifest, indent=2, sort_keys=True, default=_json_default)
+        text = json.dumps(manifest, indent=2, sort_keys=True, default=json_default)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.writestr("manifest.json", text)
@@ -275,8 +275,9 @@ def _describe(items: list[tuple[str, tuple[int, ...], object]]) -> str:
     return "[" + ", ".join(f"{name} {shape} {dtype}" for name, shape, dtype in items) + "]"
 
 
-def _json_default(value: object) -> object:
-    # Backend reports may hold numpy scalars or small arrays: write them as JSON numbers.
+def json_default(value: object) -> object:
+    """`json.dumps(default=...)` for reports: backends may put numpy scalars or small
+    arrays in them; they are written as JSON numbers and lists."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

@@ -57,7 +57,7 @@ def _batches(calibration: object) -> list[Mapping[str, np.ndarray]]:
     for index, batch in enumerate(batches):
         if not isinstance(batch, Mapping):
             raise InputError(
-                f"calibration item {index} is a {type(batch).__name__}, not a dict of arrays",
+                f"calibration item {index} is of type {type(batch).__name__}, not a dict of arrays",
                 hint=hint,
             )
     return batches

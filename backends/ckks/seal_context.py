@@ -43,12 +43,16 @@ class SealContext:
         self.params = params
         parms = seal.EncryptionParameters(seal.scheme_type.ckks)
         parms.set_poly_modulus_degree(params.poly_degree)
-        parms.set_coeff_modulus(seal.CoeffModulus.Create(params.poly_degree, list(params.coeff_bits)))
+        parms.set_coeff_modulus(
+            seal.CoeffModulus.Create(params.poly_degree, list(params.coeff_bits))
+        )
         checked_by_seal = params.security and params.poly_degree <= _SEAL_TABLE_MAX_DEGREE
         level = _SEAL_SECURITY[params.security if checked_by_seal else 0]
         self.seal = seal.SEALContext(parms, True, level)
         if not self.seal.parameters_set():
-            raise FhecError(f"SEAL rejects the CKKS parameters: {self.seal.parameter_error_message()}")
+            raise FhecError(
+                f"SEAL rejects the CKKS parameters: {self.seal.parameter_error_message()}"
+            )
         self.primes = tuple(int(m.value()) for m in parms.coeff_modulus())
         # Parameters and security level identify a context: data from another one is refused.
         identity = parms.to_bytes(seal.compr_mode_type.none) + str(params.security).encode()
@@ -57,7 +61,9 @@ class SealContext:
         self.evaluator = seal.Evaluator(self.seal)
         self._parms_ids = _parms_ids_by_level(self.seal)
         if len(self._parms_ids) != params.depth + 1:
-            raise FhecError(f"SEAL built {len(self._parms_ids)} levels, expected {params.depth + 1}")
+            raise FhecError(
+                f"SEAL built {len(self._parms_ids)} levels, expected {params.depth + 1}"
+            )
 
     @property
     def slot_count(self) -> int:

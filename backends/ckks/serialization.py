@@ -142,14 +142,20 @@ def load_evaluation_keys(data: bytes, context: SealContext) -> EvaluationKeys:
     ctx = context.seal
     public = _seal_load("public key", lambda: ctx.from_public_str(blobs[0]))
     relin = _seal_load("relinearization keys", lambda: ctx.from_relin_str(blobs[1]))
-    galois = _seal_load("Galois keys", lambda: ctx.from_galois_str(blobs[2])) if len(blobs) == 3 else None
+    galois = (
+        _seal_load("Galois keys", lambda: ctx.from_galois_str(blobs[2]))
+        if len(blobs) == 3
+        else None
+    )
     return EvaluationKeys(str(header["key_id"]), public, relin, galois)
 
 
 def dump_secret_keys(keys: SecretKeys, context: SealContext) -> bytes:
     """The client's whole key set (secret key included): keep these bytes private."""
     evaluation = dump_evaluation_keys(keys.evaluation, context)
-    return pack("secret_keys", context, keys.key_id, None, [keys.secret_key.to_string(), evaluation])
+    return pack(
+        "secret_keys", context, keys.key_id, None, [keys.secret_key.to_string(), evaluation]
+    )
 
 
 def load_secret_keys(data: bytes, context: SealContext) -> SecretKeys:
@@ -202,7 +208,10 @@ def load_ciphertexts(
             array = np.empty(len(cts), dtype=object)
             array[:] = cts
             tensors[str(entry["name"])] = CipherTensor(
-                array.reshape(shape), int(entry["count"]), int(entry["scale_bits"]), int(entry["level"])
+                array.reshape(shape),
+                int(entry["count"]),
+                int(entry["scale_bits"]),
+                int(entry["level"]),
             )
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"CKKS ciphertexts are corrupted ({exc})") from None

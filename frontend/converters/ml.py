@@ -66,8 +66,7 @@ def _linear_scores(ctx: ConversionContext, x: ValueId, targets: int) -> ValueId:
     coefficients = np.asarray(ctx.attr("coefficients", []), dtype=np.float32)
     if coefficients.size != targets * features:
         raise ctx.error(
-            f"{coefficients.size} coefficients do not fit {targets} target(s) "
-            f"x {features} features"
+            f"{coefficients.size} coefficients do not fit {targets} target(s) x {features} features"
         )
     intercepts = np.asarray(ctx.attr("intercepts", []), dtype=np.float32)
     if intercepts.size not in (0, targets):
@@ -116,8 +115,13 @@ def convert_linear_classifier(node: onnx.NodeProto, ctx: ConversionContext) -> S
     transform = _reject_transform(ctx, ["NONE", "LOGISTIC", "SOFTMAX", "SOFTMAX_ZERO"])
     # multi_class is ignored, as onnxruntime ignores it: the scores decide alone.
     x = _feature_matrix(ctx)
-    targets = len(ctx.attr("intercepts", [])) or _targets_from_coefficients(ctx, x)
-    labels = np.asarray(ctx.attr("classlabels_ints", list(range(max(targets, 2)))), np.int64)
+    if not ctx.has_attr("classlabels_ints"):
+        raise ctx.error("class labels are missing: the spec requires classlabels_ints")
+    labels = np.asarray(ctx.attr("classlabels_ints"), np.int64)
+    # onnxruntime and ONNX shape inference both count the classes by the intercepts.
+    targets = len(ctx.attr("intercepts", []))
+    if targets == 0:
+        raise ctx.error("intercepts are missing: they give the number of score columns")
     scores = _linear_scores(ctx, x, targets)
     if targets == 1:
         return _binary_outputs(ctx, scores, transform, labels)
@@ -125,11 +129,6 @@ def convert_linear_classifier(node: onnx.NodeProto, ctx: ConversionContext) -> S
         raise ctx.error(f"{labels.size} class labels for {targets} score columns")
     label = _label_of_best(ctx, scores, labels)
     return [label, _post_transform(ctx, scores, transform)]
-
-
-def _targets_from_coefficients(ctx: ConversionContext, x: ValueId) -> int:
-    features = ctx.type_of(x).shape[1]
-    return max(len(ctx.attr("coefficients", [])) // features, 1)
 
 
 def _label_of_best(ctx: ConversionContext, scores: ValueId, labels: np.ndarray) -> ValueId:
@@ -182,7 +181,7 @@ def _softmax_zero(ctx: ConversionContext, scores: ValueId) -> ValueId:
 
 # onnxruntime's SOFTMAX_ZERO drops scores with |v| <= 1e-7f; float32(1e-7) lies in
 # [2**-24, 2**-23), where one ulp is 2**-47.
-_TINY = np.float32(1e-7)
+_TINY = 1e-7  # compared as float32, as onnxruntime does
 _TINY_ULP = 2.0**-47
 
 
@@ -190,15 +189,15 @@ def _above_tiny(ctx: ConversionContext, x: ValueId) -> ValueId:
     """1.0 where x > 1e-7f, else 0.0, exactly, for float32 x.
 
     When x > 1e-7f, x - 1e-7f is at least one ulp of 1e-7f (exact near it, by Sterbenz's
-    lemma), so scaled by 1 / ulp it is >= 1 and the clip gives 1; otherwise it is <= 0.
+    lemma), so clipped to [0, ulp] it is 0 or the ulp, and 1 / ulp scales that to 0 or 1.
     """
-    shifted = ctx.emit(SubOp(), x, ctx.constant(_TINY))
-    scaled = ctx.emit(MulOp(), shifted, _f32(ctx, 1.0 / _TINY_ULP))
-    return ctx.emit(ClipOp(low=0.0, high=1.0), scaled)
+    shifted = ctx.emit(SubOp(), x, _f32(ctx, _TINY))
+    clipped = ctx.emit(ClipOp(low=0.0, high=_TINY_ULP), shifted)
+    return ctx.emit(MulOp(), clipped, _f32(ctx, 1.0 / _TINY_ULP))
 
 
 def _f32(ctx: ConversionContext, value: float) -> ValueId:
-    return ctx.constant(np.float32(value))
+    return ctx.constant(np.array(value, dtype=np.float32))
 
 
 # -- Normalizer -------------------------------------------------------------------
@@ -233,13 +232,13 @@ def convert_normalizer(node: onnx.NodeProto, ctx: ConversionContext) -> Sequence
 def _nonzero_or_one(ctx: ConversionContext, d: ValueId) -> ValueId:
     """d where d != 0, else 1 (onnxruntime leaves a row with a zero norm unchanged).
 
-    Any nonzero float32 has |d| >= 2**-149, so |d| * 2**75 * 2**74 >= 1 (or inf), and
-    the clip makes an exact 0/1 indicator; d + (1 - indicator) is then d itself or 1.
+    |d| clipped to 2**-126 (float32's smallest normal number) and scaled by 2**126 is an
+    exact 0/1 indicator for every normal d, so d + (1 - indicator) is d itself or 1.
+    Subnormal norms (below 1.2e-38) are not exact; subnormals are avoided on purpose,
+    as a flush-to-zero CPU mode would turn them into 0 and break every row.
     """
-    magnified = ctx.emit(AbsOp(), d)
-    for factor in (2.0**75, 2.0**74):  # 2**149 is past float32's range: two steps
-        magnified = ctx.emit(MulOp(), magnified, _f32(ctx, factor))
-    nonzero = ctx.emit(ClipOp(high=1.0), magnified)
+    clipped = ctx.emit(ClipOp(high=2.0**-126), ctx.emit(AbsOp(), d))
+    nonzero = ctx.emit(MulOp(), clipped, _f32(ctx, 2.0**126))
     is_zero = ctx.emit(SubOp(), _f32(ctx, 1.0), nonzero)
     return ctx.emit(AddOp(), d, is_zero)
 

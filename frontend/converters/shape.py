@@ -53,8 +53,14 @@ def static_input(ctx: ConversionContext, index: int, what: str) -> np.ndarray | 
     """Input `index` as an array; None when omitted; a CompileError when it depends on a
     model input (fhec needs shapes, pads and axes at compile time)."""
     value = ctx.optional_input(index)
-    if value is None:
-        return None
+    return None if value is None else _require_static(ctx, value, index, what)
+
+
+def required_static_input(ctx: ConversionContext, index: int, what: str) -> np.ndarray:
+    return _require_static(ctx, ctx.input(index), index, what)
+
+
+def _require_static(ctx: ConversionContext, value: ValueId, index: int, what: str) -> np.ndarray:
     array = static_value(ctx, value)
     if array is None:
         raise ctx.error(
@@ -117,13 +123,13 @@ def convert_flatten(node: onnx.NodeProto, ctx: ConversionContext) -> Sequence[Va
     return [_reshape(ctx, x, (math.prod(shape[:axis]), math.prod(shape[axis:])))]
 
 
-@converter("Reshape", since=5, notes="constant target shape; 0 and -1 resolved")
-@converter("Reshape", since=14, notes="constant target shape; 0 and -1 resolved; allowzero")
+@converter("Reshape", since=5, notes="static target shape (constants, shape arithmetic); 0, -1")
+@converter(
+    "Reshape", since=14, notes="static target shape (constants, shape arithmetic); 0, -1, allowzero"
+)
 def convert_reshape(node: onnx.NodeProto, ctx: ConversionContext) -> Sequence[ValueId]:
     x = ctx.input(0)
-    target = static_input(ctx, 1, "the target shape")
-    if target is None:
-        raise ctx.error("the target shape (input 1) is missing")
+    target = required_static_input(ctx, 1, "the target shape")
     shape = _resolve_shape(ctx, ctx.type_of(x).shape, [int(d) for d in target.reshape(-1)])
     return [_reshape(ctx, x, shape)]
 
@@ -169,7 +175,7 @@ def convert_unsqueeze(node: onnx.NodeProto, ctx: ConversionContext) -> Sequence[
     shape = ctx.type_of(x).shape
     axes = _axes_operand(ctx)
     if not axes:
-        raise ctx.error("axes are required and missing")
+        raise ctx.error("axes are empty: there is no axis to insert")
     rank = len(shape) + len(axes)
     inserted = resolve_axes(ctx, axes, rank)  # axes index the result
     rest = iter(shape)
@@ -187,8 +193,6 @@ def convert_transpose(node: onnx.NodeProto, ctx: ConversionContext) -> Sequence[
 @converter("Concat", since=4)
 def convert_concat(node: onnx.NodeProto, ctx: ConversionContext) -> Sequence[ValueId]:
     operands = ctx.inputs()
-    if not ctx.has_attr("axis"):
-        raise ctx.error("the axis attribute is required and missing")
     axis = resolve_axis(ctx, int(ctx.attr("axis")), ctx.type_of(operands[0]).rank)
     return [ctx.emit(ConcatOp(axis), *operands)]
 
@@ -196,7 +200,6 @@ def convert_concat(node: onnx.NodeProto, ctx: ConversionContext) -> Sequence[Val
 # -- padding --------------------------------------------------------------------
 
 
-@converter("Pad", since=2, notes="constant mode only; pads and value as attributes")
 @converter("Pad", since=11, notes="constant mode only; constant pads and constant_value")
 @converter("Pad", since=18, notes="constant mode only; constant pads, constant_value and axes")
 def convert_pad(node: onnx.NodeProto, ctx: ConversionContext) -> Sequence[ValueId]:
@@ -208,17 +211,12 @@ def convert_pad(node: onnx.NodeProto, ctx: ConversionContext) -> Sequence[ValueI
         )
     x = ctx.input(0)
     rank = ctx.type_of(x).rank
-    if ctx.has_attr("pads"):  # Pad-2: pads and value are attributes
-        pads = [int(p) for p in ctx.attr("pads")]
-        value = float(ctx.attr("value", 0.0))
-        axes: list[int] | None = None
-    else:
-        pads_input = static_input(ctx, 1, "pads")
-        pads = [] if pads_input is None else [int(p) for p in pads_input.reshape(-1)]
-        fill = static_input(ctx, 2, "constant_value")
-        value = 0.0 if fill is None or fill.size == 0 else float(fill.reshape(-1)[0])
-        axes_input = static_input(ctx, 3, "axes")
-        axes = None if axes_input is None else [int(a) for a in axes_input.reshape(-1)]
+    pads_input = static_input(ctx, 1, "pads")
+    pads = [] if pads_input is None else [int(p) for p in pads_input.reshape(-1)]
+    fill = static_input(ctx, 2, "constant_value")
+    value = 0.0 if fill is None or fill.size == 0 else float(fill.reshape(-1)[0])
+    axes_input = static_input(ctx, 3, "axes")
+    axes = None if axes_input is None else [int(a) for a in axes_input.reshape(-1)]
     return [ctx.emit(PadOp(_full_pads(ctx, pads, axes, rank), value), x)]
 
 
@@ -286,9 +284,7 @@ def convert_argmax(node: onnx.NodeProto, ctx: ConversionContext) -> Sequence[Val
 def convert_gather(node: onnx.NodeProto, ctx: ConversionContext) -> Sequence[ValueId]:
     data = ctx.input(0)
     shape = ctx.type_of(data).shape
-    indices = static_input(ctx, 1, "the indices")
-    if indices is None:
-        raise ctx.error("the indices (input 1) are missing")
+    indices = required_static_input(ctx, 1, "the indices")
     axis = resolve_axis(ctx, int(ctx.attr("axis", 0)), len(shape))
     if indices.size and (indices.min() < -shape[axis] or indices.max() >= shape[axis]):
         raise ctx.error(f"indices {indices.tolist()} are out of range for an axis of {shape[axis]}")

@@ -366,5 +366,8 @@ class EncodeOp(CkksOp):
         return CkksState(self.scale_bits, self.level, 1)
 
 
-# Layout ops move ciphertexts without computing: their result has their operands' state.
-LAYOUT_OPS = frozenset({"tensor.reshape", "tensor.transpose", "tensor.concat", "tensor.gather"})
+# Layout ops move ciphertexts without computing (a float-to-float cast changes nothing
+# either): their result has their operands' state.
+LAYOUT_OPS = frozenset(
+    {"tensor.reshape", "tensor.transpose", "tensor.concat", "tensor.gather", "tensor.cast"}
+)

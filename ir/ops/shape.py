@@ -184,7 +184,7 @@ class ReduceSumOp(_Reduction):
 
     def evaluate(self, operands: Sequence[np.ndarray]) -> np.ndarray:
         x = operands[0]
-        return np.sum(x, axis=self.axes, keepdims=self.keepdims, dtype=x.dtype)
+        return np.asarray(np.sum(x, axis=self.axes, keepdims=self.keepdims, dtype=x.dtype))
 
     def interval_with_types(
         self,
@@ -221,18 +221,29 @@ class ReduceMeanOp(_Reduction):
 @register_op
 @dataclass(frozen=True, slots=True)
 class ReduceMaxOp(_Reduction):
-    """Maximum over `axes`."""
+    """Maximum over `axes`; over no elements, the lowest value of the type (-inf), as ONNX."""
 
     name = "tensor.reduce_max"
     axes: tuple[int, ...]
     keepdims: bool = True
 
     def evaluate(self, operands: Sequence[np.ndarray]) -> np.ndarray:
-        return np.max(operands[0], axis=self.axes, keepdims=self.keepdims)
+        x = operands[0]
+        lowest = (
+            -np.inf
+            if x.dtype.kind == "f"
+            else (False if x.dtype == bool else np.iinfo(x.dtype).min)
+        )
+        return np.asarray(np.max(x, axis=self.axes, keepdims=self.keepdims, initial=lowest))
 
-    def interval(
-        self, operands: Sequence[Interval], constants: Sequence[np.ndarray | None]
+    def interval_with_types(
+        self,
+        operands: Sequence[Interval],
+        constants: Sequence[np.ndarray | None],
+        types: Sequence[TensorType],
     ) -> Interval | None:
+        if self._reduced_count(types[0]) == 0:
+            return None  # -inf, or the lowest integer: no range worth stating
         return operands[0]
 
 
@@ -260,10 +271,10 @@ class ArgMaxOp(Op):
     def evaluate(self, operands: Sequence[np.ndarray]) -> np.ndarray:
         x = operands[0]
         if not self.select_last_index:
-            return np.argmax(x, axis=self.axis, keepdims=self.keepdims).astype(np.int64)
+            return np.asarray(np.argmax(x, axis=self.axis, keepdims=self.keepdims), np.int64)
         last = x.shape[self.axis] - 1
         flipped = np.argmax(np.flip(x, axis=self.axis), axis=self.axis, keepdims=self.keepdims)
-        return (last - flipped).astype(np.int64)
+        return np.asarray(last - flipped, np.int64)
 
     def interval_with_types(
         self,
@@ -325,7 +336,7 @@ class CastOp(Op):
             return Interval(0.0, 1.0)
         if self.to.is_float:
             return x
-        limits = np.iinfo(self.to.numpy)
+        limits = np.iinfo(self.to.numpy.name)
         if not x.is_finite() or x.lo < limits.min or x.hi > limits.max:
             return None  # out-of-range conversions wrap: no bound worth stating
         return Interval(float(math.trunc(x.lo)), float(math.trunc(x.hi)))

@@ -113,3 +113,17 @@ def onnxruntime_run(path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.n
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, inputs), strict=True))
+
+
+def sum_of_two(path: Path) -> Path:
+    """a[N, 2] + b[N, 2] -> y: two inputs with a batch axis."""
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["y"], name="add")],
+        "two",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", 2]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, ["N", 2]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+    )
+    return _save(graph, path)

@@ -1,12 +1,15 @@
 """Every user mistake: exit code 2, one `error:` line that says what is wrong and what
 to do, no traceback.
 
-The broken files are written once; the commands run concurrently (each is a separate
-`fhec` process), and each case is then checked as its own test.
+The broken files are written once. The mistakes the CLI contract names run as real
+`fhec` processes (concurrently; each case is then checked as its own test); the
+further ones call `fhec.cli.main` in this process, where a traceback would be an
+exception escaping `main`, to keep the folder fast.
 """
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +20,16 @@ import onnx_builders
 import pytest
 from cli_helpers import Result, Workspace, assert_user_error
 
+from fhec.cli import main
+
 
 @dataclass(frozen=True)
 class Case:
     name: str
     args: tuple[str, ...]
     fragments: tuple[str, ...]
+    # Run as a separate `fhec` process (the contract's list), else through main().
+    process: bool = False
 
 
 CASES = [
@@ -31,16 +38,19 @@ CASES = [
         "truncated-onnx",
         ("compile", "truncated.onnx"),
         ("'truncated.onnx' is not a readable ONNX model", "export the model again"),
+        process=True,
     ),
     Case(
         "text-file-as-model",
         ("compile", "notes.txt"),
         ("'notes.txt' is not a readable ONNX model", "of another format"),
+        process=True,
     ),
     Case(
         "missing-model",
         ("compile", "nowhere.onnx"),
         ("model file 'nowhere.onnx' does not exist", "check the path"),
+        process=True,
     ),
     Case(
         "unsupported-op",
@@ -50,6 +60,7 @@ CASES = [
             "op NonMaxSuppression of domain 'ai.onnx' (opset 17) is not supported",
             "docs/ops.md",
         ),
+        process=True,
     ),
     Case(
         "unsupported-custom-domain-op",
@@ -60,6 +71,7 @@ CASES = [
         "symbolic-non-batch-dimension",
         ("compile", "symbolic.onnx"),
         ("input 'x': dimension 1 is symbolic ('C')", "--input-shape x="),
+        process=True,
     ),
     Case(
         "input-shape-not-fitting-the-model",
@@ -96,21 +108,25 @@ CASES = [
         "wrong-input-name",
         ("run", "mlp.fhec", "--input", "wrong_name.npz"),
         ("unknown input 'z'", "the model's inputs are: x (N, 4)"),
+        process=True,
     ),
     Case(
         "wrong-input-shape",
         ("run", "mlp.fhec", "--input", "wrong_shape.npz"),
         ("input 'x' has shape (3, 5), expected (N, 4)", "reshape"),
+        process=True,
     ),
     Case(
         "float-data-for-int-input",
         ("run", "ints.fhec", "--input", "float_ids.npz"),
         ("input 'ids' holds floats (float32), the model expects int64", ".astype('int64')"),
+        process=True,
     ),
     Case(
         "missing-input",
         ("run", "mlp.fhec", "--input", "empty.npz"),
         ("missing input 'x'", "shape (N, 4)", "float32"),
+        process=True,
     ),
     Case(
         "missing-input-file",
@@ -152,26 +168,31 @@ CASES = [
         "missing-artifact",
         ("run", "nowhere.fhec", "--input", "inputs.npz"),
         ("artifact 'nowhere.fhec' does not exist", "check the path"),
+        process=True,
     ),
     Case(
         "newer-format-version",
         ("run", "newer.fhec", "--input", "inputs.npz"),
         ("format version 2; this fhec reads versions up to 1", "upgrade fhec"),
+        process=True,
     ),
     Case(
         "flipped-bytes",
         ("run", "flipped.fhec", "--input", "inputs.npz"),
         ("'flipped.fhec' is not a readable fhec artifact", "compile the model again"),
+        process=True,
     ),
     Case(
         "truncated-zip",
         ("run", "truncated.fhec", "--input", "inputs.npz"),
         ("'truncated.fhec' is not a readable fhec artifact", "compile the model again"),
+        process=True,
     ),
     Case(
         "edited-module-ir-unparsable",
         ("run", "unparsable.fhec", "--input", "inputs.npz"),
         ("module.ir does not parse: line 4", "compile the model again"),
+        process=True,
     ),
     Case(
         "edited-module-ir-fails-verifier",
@@ -208,6 +229,7 @@ CASES = [
         "bad-input-shape-syntax",
         ("compile", "mlp.onnx", "--input-shape", "x=1xq"),
         ("argument --input-shape", "NAME=DIMS", "e.g. input=1x3x8x8", "got 'x=1xq'"),
+        process=True,
     ),
     Case(
         "input-shape-without-name",
@@ -218,6 +240,7 @@ CASES = [
         "unknown-backend",
         ("compile", "mlp.onnx", "--backend", "paillier"),
         ("argument --backend: invalid choice: 'paillier'", "reference", "fhec compile --help"),
+        process=True,
     ),
     Case(
         "zero-batch-size",
@@ -228,6 +251,7 @@ CASES = [
         "unknown-command",
         ("frobnicate",),
         ("invalid choice: 'frobnicate'", "compile", "see `fhec --help`"),
+        process=True,
     ),
     Case("no-command", (), ("the following arguments are required: COMMAND",)),
     Case(
@@ -296,15 +320,34 @@ def _write_broken_files(root: Path) -> None:
 
 @pytest.fixture(scope="module")
 def results(workspace: Workspace) -> dict[str, Result]:
+    """The outcome of every `process` case, run as `fhec` processes side by side."""
     _write_broken_files(workspace.root)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {case.name: pool.submit(workspace.fhec, *case.args) for case in CASES}
+        futures = {
+            case.name: pool.submit(workspace.fhec, *case.args) for case in CASES if case.process
+        }
         return {name: future.result() for name, future in futures.items()}
 
 
+def _in_process(args: tuple[str, ...], root: Path, capsys: pytest.CaptureFixture[str]) -> Result:
+    previous = Path.cwd()
+    os.chdir(root)
+    try:
+        code = main(list(args))
+    finally:
+        os.chdir(previous)
+    out, err = capsys.readouterr()
+    return Result(code, out, err)
+
+
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
-def test_user_error(case: Case, results: dict[str, Result], workspace: Workspace) -> None:
-    result = results[case.name]
+def test_user_error(
+    case: Case,
+    results: dict[str, Result],
+    workspace: Workspace,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    result = results[case.name] if case.process else _in_process(case.args, workspace.root, capsys)
     assert_user_error(result, *case.fragments)
     assert result.stdout == ""
     assert not (workspace / "never.fhec").exists()

@@ -98,6 +98,18 @@ def test_run_skips_a_label_array_the_model_does_not_take(workspace: Workspace) -
     assert np.array(json.loads(result.stdout)["y"]).shape == (2, 3)
 
 
+def test_compile_skips_a_label_array_in_calibration_data(workspace: Workspace) -> None:
+    x = np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)
+    np.savez(workspace / "cal_labelled.npz", x=x, label=np.array([0, 1]))
+    result = workspace.fhec(
+        "compile", "mlp.onnx", "--calibration", "cal_labelled.npz", "-o", "lab.fhec", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["calibration_samples"] == 2
+    assert report["ranges"]["x"] == [-1.0, 1.0]
+
+
 def test_inspect_model_prints_ir_after_the_whole_pipeline(workspace: Workspace) -> None:
     result = workspace.fhec("inspect", "mlp.onnx", "--full")
     assert result.returncode == 0, result.stderr

@@ -1,0 +1,131 @@
+"""The predicted error bound of every output: |CKKS result - reference result|.
+
+Three sources add up, propagated node by node with the values' ranges:
+
+- approximation: each polynomial's `#approx` max error on its interval; errors already
+  in its input pass through it as through the products and sums it is made of;
+- CKKS noise, as high-probability bounds (six standard deviations) on one slot of the
+  canonical embedding, for SEAL's ternary secret (Hamming weight about 2N/3) and
+  error deviation 3.2 (Cheon, Kim, Kim, Song, Asiacrypt 2017, section 3.4, in their
+  probabilistic form): fresh encryption and encoding rounding, rescaling rounding,
+  key-switching in relinearization, plus the relabeling of scales that drifted apart
+  by the primes' distance from powers of two;
+- float32 rounding of the reference itself (one rounding per op; a dot product's
+  K roundings).
+
+Propagation: a + b adds errors; a * b gives |a| e_b + |b| e_a + e_a e_b; a product by
+constants scales by their magnitude (rows' absolute sums for a matrix). The bound
+holds for inputs inside the calibrated ranges (the approximations hold only there).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fhec.backends.ckks.seal_context import SealContext
+from fhec.ir.graph import Graph, Module, ValueId
+from fhec.ir.ops import ckks
+from fhec.ir.ops.core import ConstantOp, InputOp
+from fhec.ir.ops.poly import Approximation
+from fhec.passes.annotate_states_ckks import ckks_states
+from fhec.passes.select_params_ckks import value_magnitudes
+
+SIGMA = 3.2  # SEAL's error distribution
+TAIL = 6.0  # standard deviations
+FLOAT32_UNIT = 2.0**-24  # unit roundoff of the reference's float32
+NOT_COMPUTED = (ckks.RescaleOp, ckks.RelinearizeOp, ckks.ModSwitchOp, ckks.NegateOp)
+
+
+class _Noise:
+    """Per-slot noise bounds of one SEAL context, before division by the scale."""
+
+    def __init__(self, context: SealContext) -> None:
+        n = context.params.poly_degree
+        weight = 2.0 * n / 3.0
+        self.rounding = TAIL * math.sqrt(n / 24.0)  # rounding N coefficients to integers
+        self.fresh = TAIL * SIGMA * math.sqrt(n / 2.0) + self.rounding
+        self.rescale = TAIL * math.sqrt(n * (1.0 + weight) / 24.0)
+        special, data = context.primes[-1], context.primes[:-1]
+        self._switch = TAIL * SIGMA * n * max(data) / special / math.sqrt(24.0)
+        self.drift = 2.0 * context.prime_drift() * max(context.params.depth, 1)
+
+    def key_switch(self, primes: int) -> float:
+        return self._switch * math.sqrt(primes) + self.rescale
+
+
+def error_bounds(module: Module, context: SealContext) -> dict[str, float]:
+    """The predicted max |error| of each output, by name."""
+    graph = module.graph
+    states = ckks_states(graph, "ckks", strict=True)
+    magnitudes = value_magnitudes(graph, states, "ckks")
+    noise = _Noise(context)
+    errors: dict[ValueId, float] = {}
+    for value in graph.topological_order():
+        node = graph.node(value)
+        if value not in states or isinstance(node.op, ckks.EncodeOp):
+            continue
+        error = _propagate(graph, value, states, magnitudes, errors, noise, context)
+        approximation = node.annotation(Approximation)
+        if approximation is not None:
+            error += approximation.max_error
+        if not isinstance(node.op, NOT_COMPUTED):
+            error += FLOAT32_UNIT * magnitudes[value]
+        errors[value] = error
+    return {
+        name: errors.get(value, 0.0) + FLOAT32_UNIT * magnitudes.get(value, 0.0)
+        for name, value in module.function.outputs
+    }
+
+
+def _propagate(
+    graph: Graph,
+    value: ValueId,
+    states: dict[ValueId, ckks.CkksState],
+    magnitudes: dict[ValueId, float],
+    errors: dict[ValueId, float],
+    noise: _Noise,
+    context: SealContext,
+) -> float:
+    op = graph.node(value).op
+    operands = graph.operands(value)
+    scale = 2.0 ** states[value].scale_bits
+    if isinstance(op, InputOp):
+        return noise.fresh / scale
+    secret = [o for o in operands if o in errors]
+    e = [errors[o] for o in secret]
+    m = [magnitudes[o] for o in secret]
+    if isinstance(op, ckks.AddOp | ckks.SubOp):
+        return e[0] + e[1] + noise.drift * (m[0] + m[1])
+    if isinstance(op, ckks.AddPlainOp | ckks.SubPlainOp):
+        return e[0] + noise.rounding / scale
+    if isinstance(op, ckks.MulOp):
+        return m[0] * e[1] + m[1] * e[0] + e[0] * e[1]
+    if isinstance(op, ckks.MulPlainOp):
+        plain = operands[1]
+        factor = magnitudes.get(plain, _constant_magnitude(graph, plain))
+        return factor * e[0] + m[0] * noise.rounding / 2.0 ** states[plain].scale_bits
+    if isinstance(op, ckks.MatMulPlainOp):
+        weights = _constant(graph, operands[1])
+        row_sums = float(np.max(np.sum(np.abs(weights), axis=0)))
+        inner = weights.shape[0]
+        plain_scale = 2.0 ** states[operands[1]].scale_bits
+        rounding = m[0] * inner * 0.5 / plain_scale + inner * FLOAT32_UNIT * row_sums * m[0]
+        return row_sums * e[0] + rounding
+    if isinstance(op, ckks.RescaleOp):
+        return e[0] + noise.rescale / scale
+    if isinstance(op, ckks.RelinearizeOp):
+        primes = context.params.depth + 1 - states[value].level
+        return e[0] + noise.key_switch(primes) / scale
+    return max(e)  # negate, mod_switch and layout ops move values without new error
+
+
+def _constant(graph: Graph, encoded: ValueId) -> np.ndarray:
+    source = graph.node(graph.operands(encoded)[0]).op
+    assert isinstance(source, ConstantOp), "matmul weights are constants (pack-slots-ckks)"
+    return source.value.array.astype(np.float64)
+
+
+def _constant_magnitude(graph: Graph, encoded: ValueId) -> float:
+    return float(np.max(np.abs(_constant(graph, encoded))))

@@ -1,0 +1,288 @@
+"""The server's side: run a lowered module on ciphertexts with evaluation keys only.
+
+Values are `CipherTensor`s (secret: one ciphertext per element of a sample, the
+samples in the slots), numpy arrays (public values, computed in the clear) or
+`_Plain`s (a public tensor to encode at a scale and level, encoded element by
+element where a consumer needs it: a 1 MB plaintext per weight is never stored).
+A plaintext whose slots would all hold one number is encoded as that scalar
+(cheap, no FFT); only a constant that varies along the batch axis is encoded slot
+by slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import seal
+
+from fhec.backends.ckks.seal_context import EvaluationKeys, SealContext
+from fhec.backends.ckks.serialization import CipherTensor
+from fhec.ir.errors import InputError, InternalCompilerError
+from fhec.ir.graph import Graph, Module, ValueId
+from fhec.ir.ops import ckks
+from fhec.ir.ops.core import ConstantOp, InputOp
+
+# Two ciphertexts that meet in an addition have the scale the compiler planned, but
+# the true SEAL scales differ by the primes' distance from powers of two (~1e-7):
+# the second is relabeled with the first's scale. A larger gap is our bug.
+SCALE_TOLERANCE = 1e-4
+Value = CipherTensor | np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class _Plain:
+    """A public tensor waiting to be encoded at 2**scale_bits and `level`."""
+
+    array: np.ndarray
+    scale_bits: int
+    level: int
+
+
+class Evaluator:
+    def __init__(self, module: Module, context: SealContext, keys: EvaluationKeys) -> None:
+        self.module, self.context, self.keys = module, context, keys
+        self.seal = context.evaluator
+        self._zero = seal.Encryptor(context.seal, keys.public_key)
+        self._layouts: dict[ValueId, np.ndarray] = {}
+
+    def run(self, inputs: Mapping[str, Value]) -> dict[str, Value]:
+        """Outputs by name, for inputs by name (secret ones as CipherTensors)."""
+        graph = self.module.graph
+        uses = {v: len(graph.users(v)) for v in graph}
+        kept = {v for _, v in self.module.function.outputs}
+        values: dict[ValueId, Value | _Plain] = {}
+        for value in graph.topological_order():
+            values[value] = self._node(graph, value, values, inputs)
+            for operand in set(graph.operands(value)):  # free what no one needs any more
+                uses[operand] -= graph.operands(value).count(operand)
+                if uses[operand] == 0 and operand not in kept:
+                    del values[operand]
+        outputs = {}
+        for name, value in self.module.function.outputs:
+            result = values[value]
+            assert not isinstance(result, _Plain)
+            outputs[name] = result
+        return outputs
+
+    def _node(
+        self,
+        graph: Graph,
+        value: ValueId,
+        values: dict[ValueId, Value | _Plain],
+        inputs: Mapping[str, Value],
+    ) -> Value | _Plain:
+        node = graph.node(value)
+        op = node.op
+        args = [values[o] for o in graph.operands(value)]
+        if isinstance(op, InputOp):
+            if op.input_name not in inputs:
+                raise InputError(f"missing input {op.input_name!r}")
+            return inputs[op.input_name]
+        if isinstance(op, ckks.EncodeOp):
+            assert isinstance(args[0], np.ndarray)
+            return _Plain(args[0], op.scale_bits, op.level)
+        if not node.type.secret:
+            return np.asarray(op.evaluate([a for a in args if isinstance(a, np.ndarray)]))
+        if op.name in ckks.LAYOUT_OPS:
+            return self._layout(graph, value, args)
+        state = node.annotation(ckks.CkksState)
+        if state is None:
+            raise InternalCompilerError(
+                f"{op.name} at {node.location.describe()} has no #ckks", "ckks"
+            )
+        method = _METHODS.get(type(op))
+        if method is None:
+            raise InternalCompilerError(f"the CKKS evaluator cannot run {op.name}", "ckks")
+        result = method(self, op, args)
+        return CipherTensor(result, _count(args), state.scale_bits, state.level)
+
+    # -- elementwise ops ----------------------------------------------------------
+    def _binary(
+        self,
+        args: list[Value | _Plain],
+        combine: Callable[[seal.Ciphertext, seal.Ciphertext], seal.Ciphertext],
+    ) -> np.ndarray:
+        a, b = args
+        assert isinstance(a, CipherTensor) and isinstance(b, CipherTensor)
+        left, right = np.broadcast_arrays(a.ciphertexts, b.ciphertexts)
+        out = np.empty(left.shape, dtype=object)
+        for index in np.ndindex(out.shape):
+            out[index] = combine(left[index], self._rescaled(right[index], left[index].scale()))
+        return out
+
+    def _with_plain(
+        self,
+        args: list[Value | _Plain],
+        combine: Callable[[seal.Ciphertext, seal.Plaintext], seal.Ciphertext],
+        product: bool,
+    ) -> np.ndarray:
+        """A ciphertext op with a plaintext: encoded at the ciphertext's true scale for a
+        sum (so the scales match exactly), at the planned one for a product."""
+        x, plain = args
+        assert isinstance(x, CipherTensor) and isinstance(plain, _Plain)
+        array = _fit_batch(plain.array, len(x.shape), x.count)
+        shape = np.broadcast_shapes(x.shape, array.shape)
+        cts = np.broadcast_to(x.ciphertexts, shape[1:])
+        slots = np.broadcast_to(array, shape)
+        out = np.empty(shape[1:], dtype=object)
+        cache: dict[float, seal.Plaintext] = {}
+        for index in np.ndindex(out.shape):
+            ct = cts[index]
+            scale = 2.0**plain.scale_bits if product else ct.scale()
+            encoded = self._encode(slots[(slice(None), *index)], scale, plain.level, cache)
+            if encoded is not None:
+                out[index] = combine(ct, encoded)
+            else:  # x * 0 is a fresh zero; x + 0 is x
+                out[index] = self._zero_product(ct, scale) if product else ct
+        return out
+
+    def _encode(
+        self, column: np.ndarray, scale: float, level: int, cache: dict[float, seal.Plaintext]
+    ) -> seal.Plaintext | None:
+        """The plaintext for one element's slots; None when it encodes to zero (SEAL
+        refuses products with an all-zero plaintext)."""
+        first = float(column.flat[0])
+        if np.all(column == first):
+            if abs(first) * scale < 0.5:
+                return None
+            if first not in cache:
+                cache[first] = self.context.encode(first, scale, level)
+            return cache[first]
+        return self.context.encode(column, scale, level)
+
+    def _zero_product(self, ct: seal.Ciphertext, plain_scale: float) -> seal.Ciphertext:
+        zero = self._zero.encrypt_zero(ct.parms_id())
+        zero.scale(ct.scale() * plain_scale)
+        return zero
+
+    def _level(self, ct: seal.Ciphertext) -> int:
+        return self.context.level_of(ct.parms_id())
+
+    def _rescaled(self, ct: seal.Ciphertext, scale: float) -> seal.Ciphertext:
+        """`ct` labeled with `scale` (a copy), where the true scales differ by drift only."""
+        if ct.scale() == scale:
+            return ct
+        if abs(ct.scale() / scale - 1.0) > SCALE_TOLERANCE:
+            raise InternalCompilerError(
+                f"scales {ct.scale():.6g} and {scale:.6g} meet in an addition", "ckks"
+            )
+        copy = seal.Ciphertext(ct)
+        copy.scale(scale)
+        return copy
+
+    def _matmul(self, op: ckks.MatMulPlainOp, args: list[Value | _Plain]) -> np.ndarray:
+        x, plain = args
+        assert isinstance(x, CipherTensor) and isinstance(plain, _Plain)
+        weights = np.asarray(plain.array, dtype=np.float64)
+        scale = 2.0**plain.scale_bits
+        out = np.empty((*x.ciphertexts.shape[:-1], weights.shape[1]), dtype=object)
+        for index in np.ndindex(out.shape):
+            row, column = index[:-1], index[-1]
+            total = None
+            for k, weight in enumerate(weights[:, column]):
+                if abs(weight) * scale < 0.5:
+                    continue  # a zero weight adds nothing (and SEAL refuses zero plaintexts)
+                term = self.seal.multiply_plain(
+                    x.ciphertexts[(*row, k)], self.context.encode(float(weight), scale, plain.level)
+                )
+                if total is None:
+                    total = term
+                else:
+                    self.seal.add_inplace(total, term)
+            out[index] = (
+                total if total is not None else self._zero_product(x.ciphertexts[(*row, 0)], scale)
+            )
+        return out
+
+    def _unary(
+        self, args: list[Value | _Plain], apply: Callable[[seal.Ciphertext], seal.Ciphertext]
+    ) -> np.ndarray:
+        x = args[0]
+        assert isinstance(x, CipherTensor)
+        out = np.empty(x.ciphertexts.shape, dtype=object)
+        for index in np.ndindex(out.shape):
+            out[index] = apply(x.ciphertexts[index])
+        return out
+
+    # -- layout ops ------------------------------------------------------------------
+    def _layout(self, graph: Graph, value: ValueId, args: list[Value | _Plain]) -> CipherTensor:
+        """Ciphertexts moved as the op moves one sample's elements (found once by running
+        the op on element numbers)."""
+        secret = [a for a in args if isinstance(a, CipherTensor)]
+        if value not in self._layouts:
+            self._layouts[value] = _layout_map(graph, value)
+        pool = np.concatenate([a.ciphertexts.reshape(-1) for a in secret])
+        return CipherTensor(
+            pool[self._layouts[value]], secret[0].count, secret[0].scale_bits, secret[0].level
+        )
+
+
+def _layout_map(graph: Graph, value: ValueId) -> np.ndarray:
+    node = graph.node(value)
+    ids: list[np.ndarray] = []
+    offset = 0
+    for operand in graph.operands(value):
+        kind = graph.node(operand)
+        if not kind.type.secret:
+            assert isinstance(kind.op, ConstantOp)
+            ids.append(kind.op.value.array)
+            continue
+        per_sample = int(np.prod(kind.type.shape[1:], dtype=np.int64))
+        row = offset + np.arange(per_sample, dtype=np.int64)
+        ids.append(np.broadcast_to(row, (kind.type.shape[0], per_sample)).reshape(kind.type.shape))
+        offset += per_sample
+    if node.op.name == "tensor.cast":
+        return ids[0][0]
+    return np.asarray(node.op.evaluate(ids)).astype(np.int64)[0]
+
+
+def _fit_batch(array: np.ndarray, rank: int, count: int) -> np.ndarray:
+    """A plaintext operand for `count` samples: one compiled for a batch of B > count
+    samples (varying along the batch axis) keeps its first `count` rows."""
+    if array.ndim == rank and array.shape[0] not in (1, count):
+        if array.shape[0] < count:
+            raise InputError(
+                f"a constant varies over a batch of {array.shape[0]}; {count} samples cannot use it",
+                hint=f"run at most {array.shape[0]} samples at once",
+            )
+        return array[:count]
+    return array
+
+
+def _count(args: list[Value | _Plain]) -> int:
+    return next(a.count for a in args if isinstance(a, CipherTensor))
+
+
+def _run_add(ev: Evaluator, op: object, args: list[Value | _Plain]) -> np.ndarray:
+    return ev._binary(args, ev.seal.add)
+
+
+def _run_sub(ev: Evaluator, op: object, args: list[Value | _Plain]) -> np.ndarray:
+    return ev._binary(args, ev.seal.sub)
+
+
+def _run_mul(ev: Evaluator, op: object, args: list[Value | _Plain]) -> np.ndarray:
+    return ev._binary(args, ev.seal.multiply)
+
+
+_METHODS: dict[type, Callable[[Evaluator, object, list[Value | _Plain]], np.ndarray]] = {
+    ckks.AddOp: _run_add,
+    ckks.SubOp: _run_sub,
+    ckks.MulOp: _run_mul,
+    ckks.AddPlainOp: lambda ev, op, args: ev._with_plain(args, ev.seal.add_plain, product=False),
+    ckks.SubPlainOp: lambda ev, op, args: ev._with_plain(args, ev.seal.sub_plain, product=False),
+    ckks.MulPlainOp: lambda ev, op, args: ev._with_plain(
+        args, ev.seal.multiply_plain, product=True
+    ),
+    ckks.MatMulPlainOp: lambda ev, op, args: ev._matmul(op, args),  # type: ignore[arg-type]
+    ckks.NegateOp: lambda ev, op, args: ev._unary(args, ev.seal.negate),
+    ckks.RescaleOp: lambda ev, op, args: ev._unary(args, ev.seal.rescale_to_next),
+    ckks.RelinearizeOp: lambda ev, op, args: ev._unary(
+        args, lambda ct: ev.seal.relinearize(ct, ev.keys.relin_keys)
+    ),
+    ckks.ModSwitchOp: lambda ev, op, args: ev._unary(
+        args, lambda ct: ev.seal.mod_switch_to(ct, ev.context.parms_id(ev._level(ct) + op.levels))
+    ),  # type: ignore[attr-defined]
+}

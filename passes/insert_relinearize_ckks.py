@@ -1,0 +1,40 @@
+"""insert-relinearize-ckks: relinearize products lazily, where a product needs it.
+
+Applies to: modules lowered by `pack-slots-ckks`. Requires: nothing more.
+Establishes: every operand of a `ckks.mul` has 2 polynomials. A 3-polynomial value
+(a product, or sums of products) is relinearized on its way into a product and
+nowhere else: sums of products are relinearized once, after they are summed, and
+outputs are decrypted as they are (decryption takes any size). One
+`ckks.relinearize` serves every product that uses the same value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fhec.ir.graph import Module, ValueId
+from fhec.ir.op import Op
+from fhec.ir.ops.ckks import CkksState, MulOp, RelinearizeOp
+from fhec.passes.annotate_states_ckks import annotate_states, insert_before, node_state
+from fhec.passes.base import Pass, PassContext, PassKind, register_pass
+
+
+@register_pass
+@dataclass(frozen=True, slots=True)
+class InsertRelinearizeCkks(Pass):
+    name = "insert-relinearize-ckks"
+    kind = PassKind.TRANSFORM
+
+    def run(self, module: Module, context: PassContext) -> None:
+        function = module.function
+        graph = function.graph
+        states: dict[ValueId, CkksState] = {}
+        cache: dict[tuple[ValueId, Op], ValueId] = {}
+        for value in graph.topological_order():
+            if isinstance(graph.node(value).op, MulOp):
+                for index, operand in enumerate(graph.operands(value)):
+                    if states[operand].size > 2:
+                        relinearized = insert_before(function, value, index, RelinearizeOp(), cache)
+                        node_state(graph, relinearized, states, self.name)
+            node_state(graph, value, states, self.name)
+        annotate_states(module, self.name)

@@ -1,0 +1,120 @@
+"""insert-rescale-ckks: rescale after products, and match the scales that meet.
+
+Applies to: modules lowered by `pack-slots-ckks`. Requires: nothing more.
+Establishes: after each product (`ckks.mul`, `ckks.mul_plain`, `ckks.matmul_plain`)
+come the rescales its policy asks for, each dividing by a prime of w bits, w the
+waterline (the largest scale of a secret input, EVA's name for it):
+
+- `waterline` (EVA, Dathathri et al., PLDI 2020): rescale while the scale stays at
+  or above the waterline afterwards. A product of two values at the waterline (2w)
+  drops back to w; a value times a low-scale constant stays unrescaled (and a level
+  is saved) until the scale has grown enough.
+- `always`: one rescale after every product, whatever the scale (for comparison;
+  a product by a low-scale constant then falls below the waterline and loses bits).
+
+Values meeting in an addition (or a concat) have one scale: the lower-scale one
+is multiplied by the constant 1 encoded at the difference (no level spent), and a
+plaintext meeting a ciphertext is encoded at its scale. Levels may still differ:
+`insert-mod-switch-ckks` matches them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from fhec.ir.errors import CompileError, FhecError
+from fhec.ir.graph import Function, Module, Node, ValueId
+from fhec.ir.ops import ckks
+from fhec.ir.ops.core import InputOp
+from fhec.passes.annotate_states_ckks import (
+    annotate_states,
+    insert_after,
+    node_state,
+    redirect_uses,
+)
+from fhec.passes.base import Pass, PassContext, PassKind, register_pass
+from fhec.passes.rewrite import add_constant
+
+POLICIES = ("waterline", "always")
+MULTIPLICATIVE = (ckks.MulOp, ckks.MulPlainOp, ckks.MatMulPlainOp)
+ADDITIVE = (ckks.AddOp, ckks.SubOp, ckks.AddPlainOp, ckks.SubPlainOp)
+
+
+@register_pass
+@dataclass(frozen=True, slots=True)
+class InsertRescaleCkks(Pass):
+    name = "insert-rescale-ckks"
+    kind = PassKind.TRANSFORM
+    policy: str = "waterline"
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise FhecError(
+                f"insert-rescale-ckks: unknown policy {self.policy!r}",
+                hint=f"use one of: {', '.join(POLICIES)}",
+            )
+
+    def run(self, module: Module, context: PassContext) -> None:
+        function = module.function
+        graph = function.graph
+        waterline = _waterline(module)
+        if waterline is None:
+            return  # nothing is encrypted
+        states: dict[ValueId, ckks.CkksState] = {}
+        for value in graph.topological_order():
+            op = graph.node(value).op
+            if graph.node(value).type.secret and (
+                isinstance(op, ADDITIVE) or op.name == "tensor.concat"
+            ):
+                _match_scales(function, value, states)
+            state = node_state(graph, value, states, self.name)
+            if isinstance(op, MULTIPLICATIVE) and state is not None:
+                for _ in range(self._rescales(graph.node(value), state.scale_bits, waterline)):
+                    value = insert_after(function, value, ckks.RescaleOp(waterline))
+                    node_state(graph, value, states, self.name)
+        annotate_states(module, self.name)
+
+    def _rescales(self, node: Node, scale: int, waterline: int) -> int:
+        if self.policy == "waterline":
+            return max((scale - waterline) // waterline, 0)
+        if scale <= waterline:
+            raise CompileError(
+                f"with policy=always, a product at scale 2^{scale} would be rescaled to "
+                f"2^{scale - waterline} or below",
+                node.location,
+                hint="use policy=waterline, or encode constants at the waterline scale",
+            )
+        return 1
+
+
+def _waterline(module: Module) -> int | None:
+    scales = [
+        state.scale_bits
+        for value in module.graph
+        if isinstance(module.graph.node(value).op, InputOp)
+        and (state := module.graph.node(value).annotation(ckks.CkksState)) is not None
+    ]
+    return max(scales, default=None)
+
+
+def _match_scales(
+    function: Function, value: ValueId, states: dict[ValueId, ckks.CkksState]
+) -> None:
+    graph = function.graph
+    operands = graph.operands(value)
+    target = max(states[o].scale_bits for o in operands if graph.node(o).type.secret)
+    for index, operand in enumerate(operands):
+        node = graph.node(operand)
+        if isinstance(node.op, ckks.EncodeOp):
+            graph.set_node(operand, replace(node, op=replace(node.op, scale_bits=target)))
+            node_state(graph, operand, states, InsertRescaleCkks.name)
+        elif node.type.secret and states[operand].scale_bits < target:
+            gap = target - states[operand].scale_bits
+            one = add_constant(graph, np.asarray(1.0, dtype=node.type.dtype.numpy), node.location)
+            encoded = graph.add(ckks.EncodeOp(gap, 0), [one], graph.node(one).type, node.location)
+            lifted = graph.add(ckks.MulPlainOp(), [operand, encoded], node.type, node.location)
+            redirect_uses(function, operand, lifted, [(value, index)])
+            for new in (encoded, lifted):
+                node_state(graph, new, states, InsertRescaleCkks.name)

@@ -1,0 +1,327 @@
+"""pack-slots-ckks: lay secret tensors out in CKKS slots and lower to the ckks dialect.
+
+Applies to: modules whose secret values are polynomial in the inputs (after
+`approximate-activations` and `expand-polynomials-ckks`). Requires: `annotate-secrecy`.
+Establishes, for `layout=batch` (the one layout so far): every secret value keeps the
+batch axis as axis 0 (one sample per slot: each element of a sample is one
+ciphertext), and is computed by a ckks op or a layout op (reshape, transpose,
+concat, gather, float cast) that moves ciphertexts without mixing samples. Linear
+layers become `ckks.matmul_plain` (sums of ciphertext-times-scalar products, no
+rotations); a constant or public operand meets a ciphertext through `ckks.encode`,
+at scale 2**plain_scale_bits (0: as `scale_bits`) and level 0 for now (the scale
+and level passes adjust them). Secret inputs get #ckks{scale_bits, level = 0,
+size = 2}. Any other op on secret values is a CompileError naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from fhec.ir.errors import CompileError, FhecError
+from fhec.ir.graph import Function, Module, Node, ValueId
+from fhec.ir.interval import Interval
+from fhec.ir.op import Op
+from fhec.ir.ops import ckks
+from fhec.ir.ops.core import ConstantOp, InputOp
+from fhec.ir.ops.linalg import GemmOp
+from fhec.passes.annotate_states_ckks import annotate_states
+from fhec.passes.approximate_activations import APPROXIMATED
+from fhec.passes.base import Pass, PassContext, PassKind, register_pass
+from fhec.passes.rewrite import add_constant, erase_if_dead
+
+LAYOUTS = ("batch",)
+
+
+@register_pass
+@dataclass(frozen=True, slots=True)
+class PackSlotsCkks(Pass):
+    name = "pack-slots-ckks"
+    kind = PassKind.TRANSFORM
+    layout: str = "batch"
+    scale_bits: int = 40  # inputs' scale, and the waterline of insert-rescale-ckks
+    plain_scale_bits: int = 0  # scale of plaintext factors; 0: scale_bits
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise FhecError(
+                f"pack-slots-ckks: layout {self.layout!r} is not implemented",
+                hint=f"use one of: {', '.join(LAYOUTS)}",
+            )
+        if not 20 <= self.scale_bits <= 59:
+            raise FhecError(f"pack-slots-ckks: scale_bits must be in 20..59, got {self.scale_bits}")
+        if self.plain_scale_bits and not 10 <= self.plain_scale_bits <= 59:
+            raise FhecError(
+                "pack-slots-ckks: plain_scale_bits must be 0 or in 10..59, "
+                f"got {self.plain_scale_bits}"
+            )
+
+    def run(self, module: Module, context: PassContext) -> None:
+        function = module.function
+        lowering = _Lowering(function, self.plain_scale_bits or self.scale_bits)
+        for value in function.graph.topological_order():
+            node = function.graph.node(value)
+            if not node.type.secret:
+                continue
+            if isinstance(node.op, InputOp):
+                lowering.check_batch(node)
+                state = ckks.CkksState(self.scale_bits, 0, 2)
+                function.graph.set_node(value, node.with_annotation(state))
+                continue
+            lowering.lower(value, node)
+        annotate_states(module, self.name)
+
+
+class _Lowering:
+    def __init__(self, function: Function, plain_scale_bits: int) -> None:
+        self.function = function
+        self.graph = function.graph
+        self.plain_scale_bits = plain_scale_bits
+        self.batch: int | None = None
+
+    def check_batch(self, node: Node) -> None:
+        """Every secret value is (B, ...) with the inputs' B: samples stay in their slots."""
+        shape = node.type.shape
+        if self.batch is None and isinstance(node.op, InputOp):
+            if not shape:
+                raise CompileError(
+                    "a scalar secret input has no batch axis to pack into slots",
+                    node.location,
+                    hint="give the input a leading batch axis",
+                )
+            self.batch = shape[0]
+        if not shape or shape[0] != self.batch:
+            raise CompileError(
+                f"the CKKS batch layout keeps the batch axis (axis 0, {self.batch} samples) on "
+                f"every encrypted value, and {node.op.name} makes shape {shape}",
+                node.location,
+                hint="only ops that work sample by sample can run on encrypted batches",
+            )
+
+    def lower(self, value: ValueId, node: Node) -> None:
+        rule = RULES.get(node.op.name)
+        if rule is None:
+            if node.op.name in ckks.LAYOUT_OPS and (
+                node.op.name != "tensor.cast" or _is_float_cast(node.op)
+            ):
+                if node.op.name != "tensor.cast":  # a cast moves nothing
+                    self.check_layout(value, node)
+                self.check_batch(node)
+                return
+            raise CompileError(
+                f"{node.op.name} on encrypted values has no CKKS form",
+                node.location,
+                hint=_hint(node.op.name),
+            )
+        operands = self.graph.operands(value)
+        result = rule(self, node, operands)
+        self.check_batch(self.graph.node(result))
+        annotations = tuple(a for a in node.annotations if a.key != "ckks")
+        self.graph.set_node(result, replace(self.graph.node(result), annotations=annotations))
+        self.function.replace_uses(value, result)
+        self.graph.remove(value)
+        for operand in operands:
+            erase_if_dead(self.function, operand)
+
+    # -- building ------------------------------------------------------------------
+    def emit(
+        self, node: Node, op: Op, *operands: ValueId, bounds: Interval | None = None
+    ) -> ValueId:
+        types = [self.graph.node(o).type for o in operands]
+        annotations = (bounds,) if bounds is not None else ()
+        return self.graph.add(op, operands, op.infer(types), node.location, annotations)
+
+    def encode(self, node: Node, public: ValueId) -> ValueId:
+        producer = self.graph.node(public)
+        bounds = (
+            Interval.of(producer.op.value.array)
+            if isinstance(producer.op, ConstantOp)
+            else producer.annotation(Interval)
+        )
+        return self.emit(node, ckks.EncodeOp(self.plain_scale_bits, 0), public, bounds=bounds)
+
+    def constant(self, node: Node, array: np.ndarray) -> ValueId:
+        return add_constant(
+            self.graph, np.asarray(array, dtype=node.type.dtype.numpy), node.location
+        )
+
+    def constant_of(self, node: Node, value: ValueId, what: str) -> np.ndarray:
+        producer = self.graph.node(value).op
+        if not isinstance(producer, ConstantOp):
+            raise CompileError(
+                f"{node.op.name} on encrypted values needs {what} to be a constant", node.location
+            )
+        return producer.value.array.astype(np.float64)
+
+    def secret(self, value: ValueId) -> bool:
+        return self.graph.node(value).type.secret
+
+    def check_layout(self, value: ValueId, node: Node) -> None:
+        """A layout op must map each sample's elements to the same sample: run it on
+        element ids (sample * stride + element + 1) and check the sample of each result."""
+        operands = self.graph.operands(value)
+        ids, offset, stride = [], 0, 1 + sum(self.graph.node(o).type.size for o in operands)
+        for operand in operands:
+            kind = self.graph.node(operand)
+            if not kind.type.secret:
+                if (
+                    node.op.name == "tensor.gather"
+                    and operand == operands[-1]
+                    and isinstance(kind.op, ConstantOp)
+                ):
+                    ids.append(kind.op.value.array)
+                    continue
+                raise CompileError(
+                    f"{node.op.name} mixing encrypted and public values is not supported",
+                    node.location,
+                )
+            shape = kind.type.shape
+            per_sample = int(np.prod(shape[1:], dtype=np.int64))
+            rows = np.arange(shape[0], dtype=np.int64)[:, None] * stride
+            ids.append((rows + offset + 1 + np.arange(per_sample)[None, :]).reshape(shape))
+            offset += per_sample
+        moved = np.asarray(node.op.evaluate(ids)).astype(np.int64)
+        samples = moved // stride
+        expected = (
+            np.arange(moved.shape[0]).reshape((-1,) + (1,) * (moved.ndim - 1))
+            if moved.ndim
+            else None
+        )
+        if expected is None or np.any(moved % stride == 0) or np.any(samples != expected):
+            raise CompileError(
+                f"{node.op.name} moves elements across samples; the CKKS batch layout keeps "
+                "each sample in its slot",
+                node.location,
+            )
+
+
+def _is_float_cast(op: Op) -> bool:
+    return op.name == "tensor.cast" and str(getattr(op, "to", "")) in ("f32", "f64")
+
+
+def _hint(name: str) -> str:
+    if name in APPROXIMATED:
+        return "run approximate-activations first (with calibration data)"
+    return (
+        "CKKS computes additions and multiplications (and polynomials of them); compute this op "
+        "on the client after decryption, or replace it in the model"
+    )
+
+
+# -- lowering rules, by op name -----------------------------------------------------
+Rule = Callable[[_Lowering, Node, tuple[ValueId, ...]], ValueId]
+
+
+def _add(lw: _Lowering, node: Node, operands: tuple[ValueId, ...]) -> ValueId:
+    x, y = operands
+    if lw.secret(x) and lw.secret(y):
+        return lw.emit(node, ckks.AddOp(), x, y)
+    ct, pt = (x, y) if lw.secret(x) else (y, x)
+    return lw.emit(node, ckks.AddPlainOp(), ct, lw.encode(node, pt))
+
+
+def _sub(lw: _Lowering, node: Node, operands: tuple[ValueId, ...]) -> ValueId:
+    x, y = operands
+    if lw.secret(x) and lw.secret(y):
+        return lw.emit(node, ckks.SubOp(), x, y)
+    if lw.secret(x):
+        return lw.emit(node, ckks.SubPlainOp(), x, lw.encode(node, y))
+    negated = lw.emit(node, ckks.NegateOp(), y)  # p - y = -y + p
+    return lw.emit(node, ckks.AddPlainOp(), negated, lw.encode(node, x))
+
+
+def _mul(lw: _Lowering, node: Node, operands: tuple[ValueId, ...]) -> ValueId:
+    x, y = operands
+    if lw.secret(x) and lw.secret(y):
+        return lw.emit(node, ckks.MulOp(), x, y)
+    ct, pt = (x, y) if lw.secret(x) else (y, x)
+    return lw.emit(node, ckks.MulPlainOp(), ct, lw.encode(node, pt))
+
+
+def _div(lw: _Lowering, node: Node, operands: tuple[ValueId, ...]) -> ValueId:
+    x, y = operands
+    if lw.secret(y):
+        raise CompileError(
+            "dividing by an encrypted value has no CKKS form",
+            node.location,
+            hint="divide by a constant, or compute the division on the client",
+        )
+    inverse = lw.constant(node, 1.0 / lw.constant_of(node, y, "the divisor"))
+    return lw.emit(node, ckks.MulPlainOp(), x, lw.encode(node, inverse))
+
+
+def _neg(lw: _Lowering, node: Node, operands: tuple[ValueId, ...]) -> ValueId:
+    return lw.emit(node, ckks.NegateOp(), operands[0])
+
+
+def _gemm(lw: _Lowering, node: Node, operands: tuple[ValueId, ...]) -> ValueId:
+    op = node.op
+    assert isinstance(op, GemmOp)
+    if op.trans_a or not lw.secret(operands[0]) or lw.secret(operands[1]):
+        raise CompileError(
+            "Gemm on encrypted values needs the encrypted batch as its (untransposed) first "
+            "operand and constant weights",
+            node.location,
+            hint="export the layer as x @ W (+ b) with x the activations",
+        )
+    weights = lw.constant_of(node, operands[1], "the weights")
+    matrix = lw.constant(node, op.alpha * (weights.T if op.trans_b else weights))
+    if len(operands) == 2:
+        return lw.emit(node, ckks.MatMulPlainOp(), operands[0], lw.encode(node, matrix))
+    bias = operands[2]
+    bounds = _product_bounds(lw, node, bias, op.beta)
+    product = lw.emit(
+        node, ckks.MatMulPlainOp(), operands[0], lw.encode(node, matrix), bounds=bounds
+    )
+    if lw.secret(bias):
+        scaled = (
+            bias
+            if op.beta == 1.0
+            else lw.emit(
+                node,
+                ckks.MulPlainOp(),
+                bias,
+                lw.encode(node, lw.constant(node, np.asarray(op.beta))),
+            )
+        )
+        return lw.emit(node, ckks.AddOp(), product, scaled)
+    shift = lw.constant(node, op.beta * lw.constant_of(node, bias, "the bias"))
+    return lw.emit(node, ckks.AddPlainOp(), product, lw.encode(node, shift))
+
+
+def _product_bounds(lw: _Lowering, node: Node, bias: ValueId, beta: float) -> Interval | None:
+    """Bounds of x @ W alone: the layer's range less its bias (for parameter selection)."""
+    whole, bias_node = node.annotation(Interval), lw.graph.node(bias)
+    if isinstance(bias_node.op, ConstantOp):
+        shift = Interval.of(beta * bias_node.op.value.array.astype(np.float64))
+    else:
+        shift = bias_node.annotation(Interval)
+    if whole is None or shift is None:
+        return None
+    return whole - shift
+
+
+def _matmul(lw: _Lowering, node: Node, operands: tuple[ValueId, ...]) -> ValueId:
+    x, w = operands
+    rank = lw.graph.node(w).type.rank
+    if not lw.secret(x) or lw.secret(w) or rank != 2 or lw.graph.node(x).type.rank < 2:
+        raise CompileError(
+            "MatMul on encrypted values needs encrypted activations (batch first) times a "
+            "constant matrix",
+            node.location,
+        )
+    matrix = lw.constant(node, lw.constant_of(node, w, "the weights"))
+    return lw.emit(node, ckks.MatMulPlainOp(), x, lw.encode(node, matrix))
+
+
+RULES: dict[str, Rule] = {
+    "arith.add": _add,
+    "arith.sub": _sub,
+    "arith.mul": _mul,
+    "arith.div": _div,
+    "arith.neg": _neg,
+    "linalg.gemm": _gemm,
+    "linalg.matmul": _matmul,
+}
