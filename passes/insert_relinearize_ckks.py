@@ -1,11 +1,13 @@
-"""insert-relinearize-ckks: relinearize products lazily, where a product needs it.
+"""insert-relinearize-ckks: relinearize products lazily, where they must be.
 
-Applies to: modules lowered by `pack-slots-ckks`. Requires: nothing more.
-Establishes: every operand of a `ckks.mul` has 2 polynomials. A 3-polynomial value
-(a product, or sums of products) is relinearized on its way into a product and
-nowhere else: sums of products are relinearized once, after they are summed, and
-outputs are decrypted as they are (decryption takes any size). One
-`ckks.relinearize` serves every product that uses the same value.
+Applies to: modules after `insert-rescale-ckks`. Requires: nothing more.
+Establishes: every operand of a `ckks.mul` or `ckks.rescale` has 2 polynomials. A
+3-polynomial value (a product, or a sum of products) is relinearized on its way
+into a product or a rescale, and nowhere else: products summed before their rescale
+are relinearized once, and outputs are decrypted as they are (decryption takes any
+size). Rescaling a 3-polynomial ciphertext would multiply its rounding error by the
+secret key squared (about 1e-6 instead of 1e-9 at a 2^40 scale), hence the rescale
+rule. One `ckks.relinearize` serves every user of the same value.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 
 from fhec.ir.graph import Module, ValueId
 from fhec.ir.op import Op
-from fhec.ir.ops.ckks import CkksState, MulOp, RelinearizeOp
+from fhec.ir.ops.ckks import CkksState, MulOp, RelinearizeOp, RescaleOp
 from fhec.passes.annotate_states_ckks import annotate_states, insert_before, node_state
 from fhec.passes.base import Pass, PassContext, PassKind, register_pass
 
@@ -31,7 +33,7 @@ class InsertRelinearizeCkks(Pass):
         states: dict[ValueId, CkksState] = {}
         cache: dict[tuple[ValueId, Op], ValueId] = {}
         for value in graph.topological_order():
-            if isinstance(graph.node(value).op, MulOp):
+            if isinstance(graph.node(value).op, MulOp | RescaleOp):
                 for index, operand in enumerate(graph.operands(value)):
                     if states[operand].size > 2:
                         relinearized = insert_before(function, value, index, RelinearizeOp(), cache)

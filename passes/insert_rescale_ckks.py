@@ -1,6 +1,7 @@
 """insert-rescale-ckks: rescale after products, and match the scales that meet.
 
-Applies to: modules lowered by `pack-slots-ckks`. Requires: nothing more.
+Applies to: modules lowered by `pack-slots-ckks`. Requires: nothing more (products
+may still have 3 polynomials: `insert-relinearize-ckks` comes next).
 Establishes: after each product (`ckks.mul`, `ckks.mul_plain`, `ckks.matmul_plain`)
 come the rescales its policy asks for, each dividing by a prime of w bits, w the
 waterline (the largest scale of a secret input, EVA's name for it):

@@ -3,8 +3,8 @@
 Applies to: modules after the CKKS pipeline's scale and level passes. Requires:
 nothing. Establishes nothing (never changes the graph); raises an
 InternalCompilerError naming the node when: operands of one op sit at different
-levels (plaintexts included), a `ckks.mul` operand has 3 polynomials (not
-relinearized), a `#ckks` annotation differs from what the ops' state rules give,
+levels (plaintexts included), an operand of `ckks.mul` or `ckks.rescale` has 3
+polynomials (not relinearized), a `#ckks` annotation differs from what the ops' state rules give,
 or (once `select-params-ckks` has run) a value sits deeper than the modulus chain.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from fhec.ir.errors import InternalCompilerError
 from fhec.ir.graph import Module
-from fhec.ir.ops.ckks import CkksParams, CkksState, MulOp
+from fhec.ir.ops.ckks import CkksParams, CkksState, MulOp, RescaleOp
 from fhec.ir.ops.core import InputOp
 from fhec.passes.annotate_states_ckks import ckks_states
 from fhec.passes.base import Pass, PassContext, PassKind, register_pass
@@ -43,7 +43,7 @@ class ValidateLevelsCkks(Pass):
                     f"{where}: level {state.level} is below the chain's last ({params.depth})",
                     self.name,
                 )
-            if isinstance(node.op, MulOp):
+            if isinstance(node.op, MulOp | RescaleOp):
                 for operand in graph.operands(value):
                     if states[operand].size != 2:
                         raise InternalCompilerError(

@@ -152,6 +152,13 @@ class PadOp(Op):
         return Interval.hull([operands[0], Interval(self.value, self.value)])
 
 
+def _lowest(dtype: np.dtype[np.generic]) -> float | int | bool:
+    """The identity of max: the lowest value of `dtype`."""
+    if dtype.kind == "f":
+        return -np.inf
+    return False if dtype.kind == "b" else int(np.iinfo(dtype.name).min)
+
+
 class _Reduction(Op):
     """Reduce over `axes` (empty: no reduction); `keepdims` keeps them with length 1."""
 
@@ -229,11 +236,7 @@ class ReduceMaxOp(_Reduction):
 
     def evaluate(self, operands: Sequence[np.ndarray]) -> np.ndarray:
         x = operands[0]
-        lowest = (
-            -np.inf
-            if x.dtype.kind == "f"
-            else (False if x.dtype == bool else np.iinfo(x.dtype).min)
-        )
+        lowest = _lowest(x.dtype)
         return np.asarray(np.max(x, axis=self.axes, keepdims=self.keepdims, initial=lowest))
 
     def interval_with_types(
