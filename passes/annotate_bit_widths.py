@@ -6,7 +6,9 @@ encrypts or the server computes carries `#bits{width, signed}` and `#range{lo, h
 the integer type concrete assigns it from the same calibration inputset; for a
 `tfhe.round` the width is the bits left after rounding, the precision its lookup
 reads. Raises a CompileError naming the layer when a lookup would read more than
-`max_lookup_bits` bits (concrete's table lookups take at most 16). Annotations only.
+`max_lookup_bits` bits (concrete's table lookups take at most 16). A value that is
+rounded gets the width that holds its rounded values too; the emitter hints concrete
+with it, so concrete never sees a rounding change a width. Annotations only.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from fhec.ir.interval import Interval
 from fhec.ir.ops.tfhe import BitWidth, LookupOp, RoundOp
 from fhec.passes.base import Pass, PassContext, PassKind, register_pass
 from fhec.passes.lower_to_integer import calibrated_integer_ranges, integer_width
-from fhec.passes.round_accumulators import MAX_LOOKUP_BITS
+from fhec.passes.round_accumulators import MAX_LOOKUP_BITS, rounded_width
 
 
 @register_pass
@@ -31,12 +33,17 @@ class AnnotateBitWidths(Pass):
 
     def run(self, module: Module, context: PassContext) -> None:
         graph = module.graph
+        ranges = calibrated_integer_ranges(module, context.calibration)
         widths: dict[ValueId, BitWidth] = {}
-        for value, calibrated in calibrated_integer_ranges(module, context.calibration).items():
+        for value, calibrated in ranges.items():
             width, signed = integer_width(calibrated)
+            for user, _ in graph.users(value):
+                if isinstance(rounding := graph.node(user).op, RoundOp):
+                    width = max(width, rounded_width(calibrated, rounding.lsbs))
             op = graph.node(value).op
             if isinstance(op, RoundOp):
-                width = max(1, width - op.lsbs)
+                source = graph.operands(value)[0]
+                width = rounded_width(ranges[source], op.lsbs) - op.lsbs
             widths[value] = BitWidth(width, signed)
             interval = Interval(float(calibrated.start), float(calibrated.stop - 1))
             node = graph.node(value).with_annotation(widths[value]).with_annotation(interval)

@@ -111,7 +111,8 @@ class ApproximateActivations(Pass):
                 node.location,
                 hint="give calibration data so annotate-ranges can bound it",
             )
-        slack = self.margin * known.width or max(1e-3, self.margin * known.magnitude)
+        # A point range (a constant input) still needs an interval to fit on.
+        slack = self.margin * known.width if known.width > 0 else max(1e-3, known.magnitude * 1e-3)
         lo, hi = known.lo - slack, known.hi + slack
         start = DOMAIN_START.get(node.op.name)
         if start is not None:
@@ -166,7 +167,7 @@ def _function_of(
 ) -> Callable[[np.ndarray], np.ndarray]:
     """The op as a float64 function of its first operand, other operands held fixed."""
     graph = function.graph
-    fixed = []
+    fixed: list[np.ndarray] = []
     for operand in operands[1:]:
         producer = graph.node(operand)
         if not isinstance(producer.op, ConstantOp) or producer.op.value.array.size != 1:

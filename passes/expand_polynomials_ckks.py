@@ -181,31 +181,32 @@ def _mapped_input(builder: _Builder, source: ValueId, op: ChebyshevOp) -> _Term:
 def _fold_map_into_gemm(
     function: Function, source: ValueId, user: ValueId, op: ChebyshevOp
 ) -> bool:
-    """Make a Gemm that feeds only this polynomial compute u instead of x."""
+    """Make a Gemm with constant weights that feeds only this polynomial compute u
+    instead of x: u = factor * x + offset = (factor * alpha) A B + (factor * beta C + offset)."""
     graph = function.graph
     gemm = graph.node(source)
     operands = graph.operands(source)
-    alone = graph.users(source) == [(user, 0)] and source not in {v for _, v in function.outputs}
-    weights = [graph.node(o).op for o in operands[1:]]
-    if not (
-        isinstance(gemm.op, GemmOp) and alone and all(isinstance(w, ConstantOp) for w in weights)
-    ):
+    if not isinstance(gemm.op, GemmOp) or graph.users(source) != [(user, 0)]:
+        return False
+    if source in {v for _, v in function.outputs}:
+        return False
+    constants = [graph.node(o).op for o in operands[1:]]
+    if not all(isinstance(c, ConstantOp) for c in constants):
         return False
     factor, offset = 2.0 / (op.hi - op.lo), -(op.hi + op.lo) / (op.hi - op.lo)
-    bias = gemm.op.beta * weights[1].value.array.astype(np.float64) if len(weights) == 2 else 0.0  # type: ignore[union-attr]
-    new_bias = add_constant(
-        graph, np.asarray(factor * bias + offset, dtype=gemm.type.dtype.numpy), gemm.location
-    )
-    new_op = replace(gemm.op, alpha=gemm.op.alpha * factor, beta=1.0)
+    bias = 0.0
+    if len(constants) == 2:
+        assert isinstance(constants[1], ConstantOp)
+        bias = gemm.op.beta * constants[1].value.array.astype(np.float64)
+    mapped_bias = np.asarray(factor * bias + offset, dtype=gemm.type.dtype.numpy)
+    new_bias = add_constant(graph, mapped_bias, gemm.location)
+    annotations = [a for a in gemm.annotations if not isinstance(a, Interval)]
     old_range = gemm.annotation(Interval)
-    annotations = tuple(a for a in gemm.annotations if not isinstance(a, Interval))
     if old_range is not None:
-        mapped = Interval(old_range.lo * factor + offset, old_range.hi * factor + offset)
-        annotations = (*annotations, mapped)
-    graph.set_node(
-        source,
-        replace(gemm, op=new_op, annotations=tuple(sorted(annotations, key=lambda a: a.key))),
-    )
+        annotations.append(Interval(old_range.lo * factor + offset, old_range.hi * factor + offset))
+    new_op = replace(gemm.op, alpha=gemm.op.alpha * factor, beta=1.0)
+    ordered = tuple(sorted(annotations, key=lambda a: a.key))
+    graph.set_node(source, replace(gemm, op=new_op, annotations=ordered))
     graph.set_operands(source, [operands[0], operands[1], new_bias])
     if len(operands) == 3 and not graph.users(operands[2]):
         graph.remove(operands[2])

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from fhec.ir.graph import Module, ValueId
 from fhec.ir.op import Op
-from fhec.ir.ops.ckks import CkksState, MulOp, RelinearizeOp, RescaleOp
+from fhec.ir.ops.ckks import CkksState, ModSwitchOp, MulOp, RelinearizeOp, RescaleOp
 from fhec.passes.annotate_states_ckks import annotate_states, insert_before, node_state
 from fhec.passes.base import Pass, PassContext, PassKind, register_pass
 
@@ -33,7 +33,7 @@ class InsertRelinearizeCkks(Pass):
         states: dict[ValueId, CkksState] = {}
         cache: dict[tuple[ValueId, Op], ValueId] = {}
         for value in graph.topological_order():
-            if isinstance(graph.node(value).op, MulOp | RescaleOp):
+            if isinstance(graph.node(value).op, MulOp | RescaleOp | ModSwitchOp):
                 for index, operand in enumerate(graph.operands(value)):
                     if states[operand].size > 2:
                         relinearized = insert_before(function, value, index, RelinearizeOp(), cache)

@@ -37,10 +37,10 @@ from fhec.ir.ops.common import BinaryElementwise, UnaryElementwise
 from fhec.ir.ops.core import ConstantOp, InputOp
 from fhec.ir.ops.linalg import GemmOp, MatMulOp
 from fhec.ir.ops.elementwise import AddOp
-from fhec.ir.ops.tfhe import DequantizeOp, LookupOp, QuantizeOp, RoundOp
+from fhec.ir.ops.tfhe import DequantizeOp, LookupOp, QuantizeOp, RoundOp, channel_array
 from fhec.ir.types import DType, TensorType
 from fhec.passes.base import Pass, PassContext, PassKind, Sample, register_pass
-from fhec.passes.quantize_tfhe import weight_channel_axis
+from fhec.passes.quantize_tfhe import layer_axes
 
 SERVER_OPS = (MatMulOp, LookupOp, RoundOp)
 _CHUNK = 1 << 22  # table entries computed per numpy call
@@ -137,7 +137,7 @@ def _is_encrypted_layer(graph: Graph, value: ValueId) -> bool:
     op = graph.node(value).op
     if len(operands) < 2 or not graph.node(operands[0]).type.secret:
         return False
-    return weight_channel_axis(op, graph.node(operands[1]).type.rank) is not None
+    return layer_axes(op, graph.node(operands[1]).type.rank) is not None
 
 
 def _lower_layer(module: Module, value: ValueId) -> None:
@@ -149,7 +149,8 @@ def _lower_layer(module: Module, value: ValueId) -> None:
     if isinstance(node.op, GemmOp):
         if node.op.trans_a:
             raise CompileError(
-                "Gemm with transA=1 on an encrypted input is not supported", node.location,
+                "Gemm with transA=1 on an encrypted input is not supported",
+                node.location,
                 hint="export the model without transposing the activations",
             )
         alpha, beta = node.op.alpha, node.op.beta
@@ -163,9 +164,12 @@ def _lower_layer(module: Module, value: ValueId) -> None:
             node.location,
             hint="the TFHE backend lowers Gemm and MatMul by a matrix; Conv is not done yet",
         )
-    scale = np.asarray(w_scale) * (alpha * x_dequantize.scale[0])
-    zero = x_dequantize.zero_point[0] * weights.sum(axis=0)
-    scale, zero = np.broadcast_to(scale, zero.shape), zero
+    x_scale = _uniform(x_dequantize.scale, node.location)
+    scale = np.asarray(w_scale) * (alpha * x_scale)
+    # acc counts from the zero points: sum_k (q_k - z_k) W[k, j] = acc_j - sum_k z_k W[k, j]
+    x_zero = np.broadcast_to(np.asarray(x_dequantize.zero_point, dtype=np.int64), weights.shape[:1])
+    zero = x_zero @ weights
+    scale = np.broadcast_to(scale, zero.shape)
     at = node.location
     constant = graph.add(ConstantOp.of(weights), [], TensorType(weights.shape, DType.I64), at)
     product = graph.add(MatMulOp(), [q_in, constant], _type(MatMulOp(), graph, q_in, constant), at)
@@ -177,24 +181,38 @@ def _lower_layer(module: Module, value: ValueId) -> None:
     graph.remove(value)
 
 
-def _quantized_operand(graph: Graph, layer: ValueId, operand: ValueId) -> tuple[ValueId, DequantizeOp]:
+def _uniform(scales: tuple[float, ...], location: Location) -> float:
+    if len(set(scales)) != 1:
+        raise CompileError(
+            "this layer's input has one scale per channel left in its dequantize",
+            location, hint="quantize-tfhe moves activation scales into the weights; run it",
+        )
+    return scales[0]
+
+
+def _quantized_operand(
+    graph: Graph, layer: ValueId, operand: ValueId
+) -> tuple[ValueId, DequantizeOp]:
     op = graph.node(operand).op
     producers = graph.operands(operand)
     if isinstance(op, DequantizeOp) and isinstance(graph.node(producers[0]).op, QuantizeOp):
         return producers[0], op
     raise CompileError(
-        "the encrypted input of this layer is not quantized", graph.node(layer).location,
+        "the encrypted input of this layer is not quantized",
+        graph.node(layer).location,
         hint="run quantize-tfhe before lower-to-integer",
     )
 
 
-def _quantized_weights(graph: Graph, layer: ValueId, operand: ValueId) -> tuple[np.ndarray, DequantizeOp]:
+def _quantized_weights(
+    graph: Graph, layer: ValueId, operand: ValueId
+) -> tuple[np.ndarray, DequantizeOp]:
     op = graph.node(operand).op
     producers = graph.operands(operand)
     if isinstance(op, DequantizeOp):
         stored = graph.node(producers[0]).op
         if isinstance(stored, ConstantOp):
-            zero = op._per_channel(op.zero_point).astype(np.int64)
+            zero = channel_array(op.zero_point, op.axis).astype(np.int64)
             return stored.value.array.astype(np.int64) - zero, op
     location = graph.node(layer).location
     if graph.node(operand).type.secret:
@@ -203,8 +221,11 @@ def _quantized_weights(graph: Graph, layer: ValueId, operand: ValueId) -> tuple[
             location,
             hint="make the weights (input 1) an initializer, not a function of the input",
         )
-    raise CompileError("the weights of this layer are not quantized", location,
-                       hint="run quantize-tfhe before lower-to-integer")
+    raise CompileError(
+        "the weights of this layer are not quantized",
+        location,
+        hint="run quantize-tfhe before lower-to-integer",
+    )
 
 
 def _add_bias(graph: Graph, layer: ValueId, result: ValueId, bias: ValueId, beta: float) -> ValueId:
@@ -321,7 +342,7 @@ def _table_shape(graph: Graph, chain: list[ValueId], rank: int) -> tuple[int, ..
     shape = [1] * rank
     for value in chain:
         op = graph.node(value).op
-        if isinstance(op, DequantizeOp) and len(op.scale) > 1:
+        if isinstance(op, DequantizeOp | QuantizeOp) and len(op.scale) > 1:
             shape[op.axis] = len(op.scale)
         for operand in graph.operands(value):
             stored = graph.node(operand).op
@@ -332,7 +353,9 @@ def _table_shape(graph: Graph, chain: list[ValueId], rank: int) -> tuple[int, ..
     return tuple(shape)
 
 
-def _evaluate_chain(graph: Graph, chain: list[ValueId], source: ValueId, block: np.ndarray) -> np.ndarray:
+def _evaluate_chain(
+    graph: Graph, chain: list[ValueId], source: ValueId, block: np.ndarray
+) -> np.ndarray:
     values: dict[ValueId, np.ndarray] = {source: block}
     for value in chain:
         operands = []
@@ -346,7 +369,9 @@ def _evaluate_chain(graph: Graph, chain: list[ValueId], source: ValueId, block: 
 
 def _constant(op: Op) -> np.ndarray:
     if not isinstance(op, ConstantOp):
-        raise InternalCompilerError(f"{op.name} in a lookup chain is not constant", "lower-to-integer")
+        raise InternalCompilerError(
+            f"{op.name} in a lookup chain is not constant", "lower-to-integer"
+        )
     return op.value.array
 
 
@@ -362,7 +387,8 @@ def _check_server(module: Module) -> None:
         if not isinstance(op, SERVER_OPS):
             raise InternalCompilerError(
                 f"{op.name} at {graph.node(value).location.describe()} is left on encrypted "
-                "integers", "lower-to-integer",
+                "integers",
+                "lower-to-integer",
             )
 
 

@@ -106,9 +106,9 @@ class _Lowering:
             if node.op.name in ckks.LAYOUT_OPS and (
                 node.op.name != "tensor.cast" or _is_float_cast(node.op)
             ):
+                self.check_batch(node)
                 if node.op.name != "tensor.cast":  # a cast moves nothing
                     self.check_layout(value, node)
-                self.check_batch(node)
                 return
             raise CompileError(
                 f"{node.op.name} on encrypted values has no CKKS form",

@@ -1,14 +1,17 @@
-"""quantize-tfhe: post-training quantization of the linear layers, from calibrated ranges.
+"""quantize-tfhe: post-training quantization of the linear layers, from calibration data.
 
-Applies to: modules whose encrypted inputs reach Gemm / MatMul / Conv with constant
-weights. Requires: `annotate-ranges` with calibration data (a `#range` on each secret
-operand of those ops). Establishes the QDQ form that lower-to-integer reads: the
-secret operand x of each linear op becomes `tfhe.dequantize(tfhe.quantize(x))` with an
-n-bit quantizer fitted to x's calibrated range (one pair per value, shared by all its
-users), and the weights become `tfhe.dequantize` of an i64 constant (`weight_bits`,
-per output channel or per tensor). Biases stay float: lower-to-integer folds them
-into table lookups. The module still evaluates in float: the reference backend then
-runs the quantized model itself, which is how its accuracy is measured in clear.
+Applies to: modules whose encrypted inputs reach Gemm / MatMul layers with constant
+weights. Requires: calibration samples in the pass context, and `annotate-ranges`
+(its `#range` sets per-tensor quantizers). Establishes the QDQ form lower-to-integer
+reads. The secret operand x of each layer becomes `tfhe.dequantize(tfhe.quantize(x))`
+(one pair per value, shared by its users) with n-bit quantizers fitted to x's
+calibrated range, per tensor or per channel (the layer's input features). Each
+activation scale s_k then moves into the layer's weights, W'[k, :] = s_k W[k, :], so
+the dequantize gives q - z in quantization steps and the weights W' are quantized
+(`weight_bits`, per output channel or per tensor) to `tfhe.dequantize` of an i64
+constant: one integer product serves whatever per-channel scales x has. Biases stay
+float (lower-to-integer folds them into table lookups). The module still evaluates
+in float, as the quantized model: its clear accuracy is the reference backend's.
 
 Quantizers (`scheme`, `weight_scheme`): asymmetric maps [min(lo, 0), max(hi, 0)] onto
 [0, 2^n - 1] with a zero point (0 stays exact, as padding needs); symmetric maps
@@ -18,6 +21,7 @@ Quantizers (`scheme`, `weight_scheme`): asymmetric maps [min(lo, 0), max(hi, 0)]
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -28,10 +32,10 @@ from fhec.ir.graph import Graph, Module, ValueId
 from fhec.ir.interval import Interval
 from fhec.ir.op import Op
 from fhec.ir.ops.core import ConstantOp
-from fhec.ir.ops.linalg import ConvOp, GemmOp, MatMulOp
+from fhec.ir.ops.linalg import GemmOp, MatMulOp
 from fhec.ir.ops.tfhe import DequantizeOp, QuantizeOp
 from fhec.ir.types import TensorType
-from fhec.passes.base import Pass, PassContext, PassKind, register_pass
+from fhec.passes.base import Pass, PassContext, PassKind, Sample, register_pass
 
 MAX_BITS = 16  # concrete's widest table lookup: no quantized value can be wider
 
@@ -50,11 +54,11 @@ class Quantizer:
     bits: int
     signed: bool
 
-    def op(self) -> QuantizeOp:
-        return QuantizeOp(self.scale, self.zero_point, self.bits, self.signed)
-
-    def dequantize(self) -> DequantizeOp:
-        return DequantizeOp((self.scale,), (self.zero_point,))
+    @property
+    def bounds(self) -> tuple[int, int]:
+        if self.signed:  # symmetric: the range stays symmetric around 0
+            return -((1 << (self.bits - 1)) - 1), (1 << (self.bits - 1)) - 1
+        return 0, (1 << self.bits) - 1
 
 
 def fit_quantizer(lo: float, hi: float, bits: int, scheme: QuantScheme) -> Quantizer:
@@ -75,15 +79,23 @@ def _positive(scale: float) -> float:
     return scale if scale > 0.0 else 1.0
 
 
-def weight_channel_axis(op: Op, weight_rank: int) -> int | None:
-    """The output-channel axis of a linear op's weights, counted from the end; None when
-    the op is not one quantize-tfhe handles."""
+@dataclass(frozen=True, slots=True)
+class LayerAxes:
+    """Where a layer's input features lie: in x (activation) and in its weights, both
+    counted from the end; and the weights' output-channel axis."""
+
+    activation: int
+    weight_input: int
+    weight_output: int
+
+
+def layer_axes(op: Op, weight_rank: int) -> LayerAxes | None:
+    """None for ops quantize-tfhe does not handle as a layer."""
     if isinstance(op, GemmOp):
-        return -2 if op.trans_b else -1
-    if isinstance(op, MatMulOp):
-        return -1
-    if isinstance(op, ConvOp):
-        return -weight_rank
+        return LayerAxes(-2 if op.trans_a else -1, -1 if op.trans_b else -2,
+                         -2 if op.trans_b else -1)
+    if isinstance(op, MatMulOp) and weight_rank == 2:
+        return LayerAxes(-1, -2, -1)
     return None
 
 
@@ -96,7 +108,7 @@ def quantize_weights(
     quantizers = [fit_quantizer(float(r.min()), float(r.max()), bits, scheme) for r in rows]
     scales = np.array([q.scale for q in quantizers]).reshape((-1,) + (1,) * (moved.ndim - 1))
     zeros = np.array([q.zero_point for q in quantizers]).reshape(scales.shape)
-    low, high = _bounds(quantizers[0])
+    low, high = quantizers[0].bounds
     integers = np.clip(np.rint(moved / scales) + zeros, low, high).astype(np.int64)
     dequantize = DequantizeOp(
         tuple(q.scale for q in quantizers),
@@ -106,25 +118,23 @@ def quantize_weights(
     return np.moveaxis(integers, 0, axis), dequantize
 
 
-def _bounds(quantizer: Quantizer) -> tuple[int, int]:
-    if quantizer.signed:  # symmetric: the range stays symmetric around 0
-        return -((1 << (quantizer.bits - 1)) - 1), (1 << (quantizer.bits - 1)) - 1
-    return 0, (1 << quantizer.bits) - 1
-
-
 @register_pass
 @dataclass(frozen=True, slots=True)
 class QuantizeTfhe(Pass):
     name = "quantize-tfhe"
     kind = PassKind.TRANSFORM
-    bits: int = 6  # inputs and activations
+    bits: int = 6  # activations (and inputs)
     weight_bits: int = 0  # 0: as `bits`
+    input_bits: int = 0  # the encrypted inputs of the first layers; 0: as `bits`
     scheme: QuantScheme = QuantScheme.ASYMMETRIC
     weight_scheme: QuantScheme = QuantScheme.SYMMETRIC
-    per_channel: bool = True
+    per_channel: bool = True  # weights: one scale per output channel
+    per_channel_activations: bool = True  # activations: one scale per input feature
 
     def __post_init__(self) -> None:
-        for option, value in (("bits", self.bits), ("weight_bits", self.weight_bits or 2)):
+        options = (("bits", self.bits), ("weight_bits", self.weight_bits or 2),
+                   ("input_bits", self.input_bits or 2))
+        for option, value in options:
             if not 2 <= value <= MAX_BITS:
                 raise FhecError(
                     f"quantize-tfhe: {option}={value} is out of range",
@@ -133,51 +143,137 @@ class QuantizeTfhe(Pass):
 
     def run(self, module: Module, context: PassContext) -> None:
         graph = module.graph
-        quantized: dict[ValueId, ValueId] = {}  # value -> its dequantized copy
-        for value in graph.topological_order():
-            node = graph.node(value)
-            operands = graph.operands(value)
-            if len(operands) < 2 or not graph.node(operands[0]).type.secret:
-                continue
-            weights = graph.node(operands[1]).op
-            axis = weight_channel_axis(node.op, graph.node(operands[1]).type.rank)
-            if axis is None or not isinstance(weights, ConstantOp):
-                continue  # not a linear layer with clear weights: lower-to-integer says why
+        layers = {v: axes for v in graph.topological_order() if (axes := _layer(graph, v))}
+        if not layers:
+            return
+        if not context.calibration:
+            raise CompileError(
+                "the tfhe backend quantizes from calibration data, and none was given",
+                graph.node(next(iter(layers))).location,
+                hint="pass calibration=... (fhec compile --calibration DATA.npz)",
+            )
+        sources = self._source_axes(graph, layers)
+        ranges = _channel_ranges(module, context.calibration, sources)
+        after_layer = _downstream(graph, set(layers))
+        quantized: dict[ValueId, tuple[ValueId, Quantizer | list[Quantizer]]] = {}
+        for layer, axes in layers.items():
+            operands = graph.operands(layer)
             source = operands[0]
             if source not in quantized:
-                quantized[source] = self._quantize_activation(graph, source, value)
-            new_weights = self._quantize_weight(graph, operands[1], weights, axis)
-            graph.set_operands(value, (quantized[source], new_weights, *operands[2:]))
+                bits = self.bits if source in after_layer else self.input_bits or self.bits
+                quantized[source] = self._quantize_activation(
+                    graph, source, layer, ranges[source], sources[source], bits
+                )
+            dequantized, quantizers = quantized[source]
+            weights = self._quantize_weights(graph, layer, operands[1], axes, quantizers)
+            graph.set_operands(layer, (dequantized, weights, *operands[2:]))
             if not graph.users(operands[1]):
                 graph.remove(operands[1])
 
-    def _quantize_activation(self, graph: Graph, source: ValueId, user: ValueId) -> ValueId:
-        node = graph.node(source)
-        interval = node.annotation(Interval)
-        if interval is None or not interval.is_finite():
-            raise CompileError(
-                "the encrypted input of this layer has no calibrated range to quantize it from",
-                graph.node(user).location,
-                hint="the tfhe backend needs calibration data: pass calibration=... "
-                "(fhec compile --calibration DATA.npz)",
-            )
-        quantizer = fit_quantizer(interval.lo, interval.hi, self.bits, self.scheme)
-        at = graph.node(user).location
-        quantize = graph.add(quantizer.op(), [source], _infer(quantizer.op(), graph, source), at)
-        dequantize = quantizer.dequantize()
-        return graph.add(dequantize, [quantize], _infer(dequantize, graph, quantize), at)
+    def _source_axes(self, graph: Graph, layers: dict[ValueId, LayerAxes]) -> dict[ValueId, int | None]:
+        """Each quantized activation's channel axis; None for one quantizer per tensor
+        (asked for, or the layers reading it disagree on its feature axis)."""
+        axes: dict[ValueId, int | None] = {}
+        for layer, layer_axes_ in layers.items():
+            source = graph.operands(layer)[0]
+            axis = layer_axes_.activation if self.per_channel_activations else None
+            axes[source] = axis if axes.get(source, axis) == axis else None
+        return axes
 
-    def _quantize_weight(
-        self, graph: Graph, value: ValueId, weights: ConstantOp, axis: int
-    ) -> ValueId:
-        bits = self.weight_bits or self.bits
-        integers, dequantize = quantize_weights(
-            weights.value.array, axis, bits, self.weight_scheme, self.per_channel
+    def _quantize_activation(
+        self,
+        graph: Graph,
+        source: ValueId,
+        layer: ValueId,
+        ranges: tuple[np.ndarray, np.ndarray],
+        axis: int | None,
+        bits: int,
+    ) -> tuple[ValueId, list[Quantizer]]:
+        low, high = ranges
+        if axis is None:
+            interval = graph.node(source).annotation(Interval)
+            if interval is not None and interval.is_finite():
+                low, high = np.array([interval.lo]), np.array([interval.hi])
+            low, high = np.array([low.min()]), np.array([high.max()])
+        quantizers = [
+            fit_quantizer(float(lo), float(hi), bits, self.scheme)
+            for lo, hi in zip(low, high, strict=True)
+        ]
+        quantize = QuantizeOp(
+            tuple(q.scale for q in quantizers),
+            tuple(q.zero_point for q in quantizers),
+            axis if axis is not None else -1,
+            bits,
+            quantizers[0].signed,
         )
-        at = graph.node(value).location
+        # Scales move into the weights (module docstring): dequantize to steps, q - z.
+        steps = DequantizeOp((1.0,) * len(quantizers), quantize.zero_point, quantize.axis)
+        at = graph.node(layer).location
+        quantized = graph.add(quantize, [source], _infer(quantize, graph, source), at)
+        return graph.add(steps, [quantized], _infer(steps, graph, quantized), at), quantizers
+
+    def _quantize_weights(
+        self,
+        graph: Graph,
+        layer: ValueId,
+        value: ValueId,
+        axes: LayerAxes,
+        quantizers: list[Quantizer],
+    ) -> ValueId:
+        weights = graph.node(value).op
+        assert isinstance(weights, ConstantOp)
+        scales = np.array([q.scale for q in quantizers])
+        array = np.asarray(weights.value.array, dtype=np.float64)
+        scaled = array * scales.reshape((-1,) + (1,) * (-axes.weight_input - 1))
+        integers, dequantize = quantize_weights(
+            scaled, axes.weight_output, self.weight_bits or self.bits, self.weight_scheme,
+            self.per_channel,
+        )
+        at = graph.node(layer).location
         constant = ConstantOp.of(integers)
         stored = graph.add(constant, [], constant.value.type, at)
         return graph.add(dequantize, [stored], _infer(dequantize, graph, stored), at)
+
+
+def _layer(graph: Graph, value: ValueId) -> LayerAxes | None:
+    """The layer axes of `value` when it is a layer with a secret input and constant weights."""
+    operands = graph.operands(value)
+    if len(operands) < 2 or not graph.node(operands[0]).type.secret:
+        return None
+    weights = graph.node(operands[1])
+    if not isinstance(weights.op, ConstantOp):
+        return None  # lower-to-integer says why it cannot compute this layer
+    return layer_axes(graph.node(value).op, weights.type.rank)
+
+
+def _downstream(graph: Graph, layers: set[ValueId]) -> set[ValueId]:
+    """Values computed from a layer's output."""
+    after: set[ValueId] = set()
+    for value in graph.topological_order():
+        if any(o in after or o in layers for o in graph.operands(value)):
+            after.add(value)
+    return after
+
+
+def _channel_ranges(
+    module: Module, samples: Sequence[Sample], sources: dict[ValueId, int | None]
+) -> dict[ValueId, tuple[np.ndarray, np.ndarray]]:
+    """Per-channel [min, max] of each source over the calibration samples (one channel
+    when the source is quantized per tensor)."""
+    from fhec.backends.reference import evaluate_all  # backends sit above passes
+
+    ranges: dict[ValueId, tuple[np.ndarray, np.ndarray]] = {}
+    for sample in samples:
+        values = evaluate_all(module, sample)
+        for source, axis in sources.items():
+            array = np.asarray(values[source], dtype=np.float64)
+            rows = np.moveaxis(array, axis, 0).reshape(array.shape[axis], -1) if axis else array.reshape(1, -1)
+            low, high = rows.min(axis=1), rows.max(axis=1)
+            if source in ranges:
+                low = np.minimum(low, ranges[source][0])
+                high = np.maximum(high, ranges[source][1])
+            ranges[source] = (low, high)
+    return ranges
 
 
 def _infer(op: Op, graph: Graph, operand: ValueId) -> TensorType:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from fhec.ir.errors import FhecError
 from fhec.ir.graph import Module
 from fhec.ir.ops.tfhe import LookupOp, RoundOp
@@ -25,12 +27,30 @@ from fhec.passes.lower_to_integer import calibrated_integer_ranges, integer_widt
 MAX_LOOKUP_BITS = 16  # concrete's widest table lookup
 
 
+def lsbs_to_remove(calibrated: range, bits: int) -> int:
+    """The low bits to drop so that `bits` remain, counted in the width that holds both
+    the values and their rounded values (rounding up may need one more bit: then one
+    more is dropped, and the lookup still reads `bits`)."""
+    width, _ = integer_width(calibrated)
+    if width <= bits:
+        return 0
+    lsbs = width - bits
+    return lsbs + 1 if rounded_width(calibrated, lsbs) > width else lsbs
+
+
+def rounded_width(calibrated: range, lsbs: int) -> int:
+    """The width of the values in `calibrated` and of their rounded values."""
+    ends = RoundOp(lsbs).evaluate([np.array([calibrated.start, calibrated.stop - 1])])
+    hull = range(min(calibrated.start, int(ends[0])), max(calibrated.stop - 1, int(ends[1])) + 1)
+    return integer_width(hull)[0]
+
+
 @register_pass
 @dataclass(frozen=True, slots=True)
 class RoundAccumulators(Pass):
     name = "round-accumulators"
     kind = PassKind.TRANSFORM
-    bits: int = 7
+    bits: int = 6
     approximate: bool = True
 
     def __post_init__(self) -> None:
@@ -50,10 +70,10 @@ class RoundAccumulators(Pass):
         ranges = calibrated_integer_ranges(module, context.calibration)
         for lookup in lookups:
             source = graph.operands(lookup)[0]
-            width, _ = integer_width(ranges[source])
-            if width <= self.bits:
+            lsbs = lsbs_to_remove(ranges[source], self.bits)
+            if lsbs == 0:
                 continue
-            rounding = RoundOp(width - self.bits, self.approximate)
+            rounding = RoundOp(lsbs, self.approximate)
             location = graph.node(source).location
             rounded = graph.add(rounding, [source], graph.node(source).type, location)
             graph.set_operands(lookup, [rounded])

@@ -143,7 +143,8 @@ class SelectParamsCkks(Pass):
 
 
 def _rescale_bits(graph: Graph, default: int, pass_name: str) -> int:
-    sizes = {graph.node(v).op.bits for v in graph if isinstance(graph.node(v).op, ckks.RescaleOp)}  # type: ignore[attr-defined]
+    ops = [graph.node(v).op for v in graph]
+    sizes = {op.bits for op in ops if isinstance(op, ckks.RescaleOp)}
     if len(sizes) > 1:
         raise InternalCompilerError(f"rescales by different prime sizes {sorted(sizes)}", pass_name)
     return sizes.pop() if sizes else default

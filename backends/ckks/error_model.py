@@ -7,9 +7,11 @@ Three sources add up, propagated node by node with the values' ranges:
 - CKKS noise, as high-probability bounds (six standard deviations) on one slot of the
   canonical embedding, for SEAL's ternary secret (Hamming weight about 2N/3) and
   error deviation 3.2 (Cheon, Kim, Kim, Song, Asiacrypt 2017, section 3.4, in their
-  probabilistic form): fresh encryption and encoding rounding, rescaling rounding,
-  key-switching in relinearization, plus the relabeling of scales that drifted apart
-  by the primes' distance from powers of two;
+  probabilistic form): fresh encryption and encoding rounding, rescaling rounding
+  (in rescales and in the scale-correcting modulus switches), key-switching in
+  relinearization; and where two scales that drifted apart (by the primes' distance
+  from powers of two) are relabeled to add them -- only off the waterline and twice
+  it, where the evaluator's true scales do not meet exactly by construction;
 - float32 rounding of the reference itself (one rounding per op; a dot product's
   K roundings).
 
@@ -97,7 +99,9 @@ def _propagate(
     e = [errors[o] for o in secret]
     m = [magnitudes[o] for o in secret]
     if isinstance(op, ckks.AddOp | ckks.SubOp):
-        return e[0] + e[1] + noise.drift * (m[0] + m[1])
+        waterline = context.params.scale_bits
+        canonical = states[value].scale_bits in (waterline, 2 * waterline)
+        return e[0] + e[1] + (0.0 if canonical else noise.drift * (m[0] + m[1]))
     if isinstance(op, ckks.AddPlainOp | ckks.SubPlainOp):
         return e[0] + noise.rounding / scale
     if isinstance(op, ckks.MulOp):
@@ -113,12 +117,12 @@ def _propagate(
         plain_scale = 2.0 ** states[operands[1]].scale_bits
         rounding = m[0] * inner * 0.5 / plain_scale + inner * FLOAT32_UNIT * row_sums * m[0]
         return row_sums * e[0] + rounding
-    if isinstance(op, ckks.RescaleOp):
+    if isinstance(op, ckks.RescaleOp | ckks.ModSwitchOp):  # a switch starts with a rescale
         return e[0] + noise.rescale / scale
     if isinstance(op, ckks.RelinearizeOp):
         primes = context.params.depth + 1 - states[value].level
         return e[0] + noise.key_switch(primes) / scale
-    return max(e)  # negate, mod_switch and layout ops move values without new error
+    return max(e)  # negate and layout ops move values without new error
 
 
 def _constant(graph: Graph, encoded: ValueId) -> np.ndarray:

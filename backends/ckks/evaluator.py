@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 import numpy as np
 import seal
@@ -28,7 +29,7 @@ from fhec.ir.ops.core import ConstantOp, InputOp
 # the true SEAL scales differ by the primes' distance from powers of two (~1e-7):
 # the second is relabeled with the first's scale. A larger gap is our bug.
 SCALE_TOLERANCE = 1e-4
-Value = CipherTensor | np.ndarray
+Value: TypeAlias = CipherTensor | np.ndarray
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,7 @@ class Evaluator:
                 uses[operand] -= graph.operands(value).count(operand)
                 if uses[operand] == 0 and operand not in kept:
                     del values[operand]
-        outputs = {}
+        outputs: dict[str, Value] = {}
         for name, value in self.module.function.outputs:
             result = values[value]
             assert not isinstance(result, _Plain)
@@ -103,13 +104,18 @@ class Evaluator:
         self,
         args: list[Value | _Plain],
         combine: Callable[[seal.Ciphertext, seal.Ciphertext], seal.Ciphertext],
+        relabel: bool,
     ) -> np.ndarray:
+        """Two ciphertext tensors, elementwise; a sum needs equal scales (a product not)."""
         a, b = args
         assert isinstance(a, CipherTensor) and isinstance(b, CipherTensor)
         left, right = np.broadcast_arrays(a.ciphertexts, b.ciphertexts)
         out = np.empty(left.shape, dtype=object)
         for index in np.ndindex(out.shape):
-            out[index] = combine(left[index], self._rescaled(right[index], left[index].scale()))
+            first, second = left[index], right[index]
+            if relabel:
+                second = self._rescaled(second, first.scale())
+            out[index] = combine(first, second)
         return out
 
     def _with_plain(
@@ -130,7 +136,7 @@ class Evaluator:
         cache: dict[float, seal.Plaintext] = {}
         for index in np.ndindex(out.shape):
             ct = cts[index]
-            scale = 2.0**plain.scale_bits if product else ct.scale()
+            scale = self._plain_scale(plain, ct) if product else ct.scale()
             encoded = self._encode(slots[(slice(None), *index)], scale, plain.level, cache)
             if encoded is not None:
                 out[index] = combine(ct, encoded)
@@ -160,6 +166,25 @@ class Evaluator:
     def _level(self, ct: seal.Ciphertext) -> int:
         return self.context.level_of(ct.parms_id())
 
+    def _plain_scale(self, plain: _Plain, ct: seal.Ciphertext) -> float:
+        return self.context.canonical_scale(plain.scale_bits, plain.level)
+
+    def _mod_switch(self, ct: seal.Ciphertext, levels: int, bits: int) -> seal.Ciphertext:
+        """Down `levels` levels, landing on the planned scale of the new level: the first
+        level goes by a product with 1 encoded at t * q / s (s the scale now, t the one
+        planned below, q the prime dropped) and a rescale, the others by dropping primes.
+        Plain dropping would keep s, and an addition there would have to relabel it."""
+        level = self._level(ct)
+        target = self.context.canonical_scale(bits, level + levels)
+        if ct.scale() != target:
+            factor = target * self.context.rescale_prime(level) / ct.scale()
+            one = self.context.encode(1.0, factor, level)
+            ct = self.seal.rescale_to_next(self.seal.multiply_plain(ct, one))
+            ct.scale(target)  # equal up to the last bits of the float arithmetic
+            if levels == 1:
+                return ct
+        return self.seal.mod_switch_to(ct, self.context.parms_id(level + levels))
+
     def _rescaled(self, ct: seal.Ciphertext, scale: float) -> seal.Ciphertext:
         """`ct` labeled with `scale` (a copy), where the true scales differ by drift only."""
         if ct.scale() == scale:
@@ -176,7 +201,7 @@ class Evaluator:
         x, plain = args
         assert isinstance(x, CipherTensor) and isinstance(plain, _Plain)
         weights = np.asarray(plain.array, dtype=np.float64)
-        scale = 2.0**plain.scale_bits
+        scale = self.context.canonical_scale(plain.scale_bits, plain.level)
         out = np.empty((*x.ciphertexts.shape[:-1], weights.shape[1]), dtype=object)
         for index in np.ndindex(out.shape):
             row, column = index[:-1], index[-1]
@@ -244,7 +269,8 @@ def _fit_batch(array: np.ndarray, rank: int, count: int) -> np.ndarray:
     if array.ndim == rank and array.shape[0] not in (1, count):
         if array.shape[0] < count:
             raise InputError(
-                f"a constant varies over a batch of {array.shape[0]}; {count} samples cannot use it",
+                f"a constant varies over a batch of {array.shape[0]}: "
+                f"{count} samples cannot use it",
                 hint=f"run at most {array.shape[0]} samples at once",
             )
         return array[:count]
@@ -255,34 +281,65 @@ def _count(args: list[Value | _Plain]) -> int:
     return next(a.count for a in args if isinstance(a, CipherTensor))
 
 
-def _run_add(ev: Evaluator, op: object, args: list[Value | _Plain]) -> np.ndarray:
-    return ev._binary(args, ev.seal.add)
+Method = Callable[[Evaluator, Any, list[Value | _Plain]], np.ndarray]
 
 
-def _run_sub(ev: Evaluator, op: object, args: list[Value | _Plain]) -> np.ndarray:
-    return ev._binary(args, ev.seal.sub)
+def _add(ev: Evaluator, op: ckks.AddOp, args: list[Value | _Plain]) -> np.ndarray:
+    return ev._binary(args, ev.seal.add, relabel=True)
 
 
-def _run_mul(ev: Evaluator, op: object, args: list[Value | _Plain]) -> np.ndarray:
-    return ev._binary(args, ev.seal.multiply)
+def _sub(ev: Evaluator, op: ckks.SubOp, args: list[Value | _Plain]) -> np.ndarray:
+    return ev._binary(args, ev.seal.sub, relabel=True)
 
 
-_METHODS: dict[type, Callable[[Evaluator, object, list[Value | _Plain]], np.ndarray]] = {
-    ckks.AddOp: _run_add,
-    ckks.SubOp: _run_sub,
-    ckks.MulOp: _run_mul,
-    ckks.AddPlainOp: lambda ev, op, args: ev._with_plain(args, ev.seal.add_plain, product=False),
-    ckks.SubPlainOp: lambda ev, op, args: ev._with_plain(args, ev.seal.sub_plain, product=False),
-    ckks.MulPlainOp: lambda ev, op, args: ev._with_plain(
-        args, ev.seal.multiply_plain, product=True
-    ),
-    ckks.MatMulPlainOp: lambda ev, op, args: ev._matmul(op, args),  # type: ignore[arg-type]
-    ckks.NegateOp: lambda ev, op, args: ev._unary(args, ev.seal.negate),
-    ckks.RescaleOp: lambda ev, op, args: ev._unary(args, ev.seal.rescale_to_next),
-    ckks.RelinearizeOp: lambda ev, op, args: ev._unary(
-        args, lambda ct: ev.seal.relinearize(ct, ev.keys.relin_keys)
-    ),
-    ckks.ModSwitchOp: lambda ev, op, args: ev._unary(
-        args, lambda ct: ev.seal.mod_switch_to(ct, ev.context.parms_id(ev._level(ct) + op.levels))
-    ),  # type: ignore[attr-defined]
+def _mul(ev: Evaluator, op: ckks.MulOp, args: list[Value | _Plain]) -> np.ndarray:
+    return ev._binary(args, ev.seal.multiply, relabel=False)
+
+
+def _add_plain(ev: Evaluator, op: ckks.AddPlainOp, args: list[Value | _Plain]) -> np.ndarray:
+    return ev._with_plain(args, ev.seal.add_plain, product=False)
+
+
+def _sub_plain(ev: Evaluator, op: ckks.SubPlainOp, args: list[Value | _Plain]) -> np.ndarray:
+    return ev._with_plain(args, ev.seal.sub_plain, product=False)
+
+
+def _mul_plain(ev: Evaluator, op: ckks.MulPlainOp, args: list[Value | _Plain]) -> np.ndarray:
+    return ev._with_plain(args, ev.seal.multiply_plain, product=True)
+
+
+def _matmul_plain(ev: Evaluator, op: ckks.MatMulPlainOp, args: list[Value | _Plain]) -> np.ndarray:
+    return ev._matmul(op, args)
+
+
+def _negate(ev: Evaluator, op: ckks.NegateOp, args: list[Value | _Plain]) -> np.ndarray:
+    return ev._unary(args, ev.seal.negate)
+
+
+def _rescale(ev: Evaluator, op: ckks.RescaleOp, args: list[Value | _Plain]) -> np.ndarray:
+    return ev._unary(args, ev.seal.rescale_to_next)
+
+
+def _relinearize(ev: Evaluator, op: ckks.RelinearizeOp, args: list[Value | _Plain]) -> np.ndarray:
+    return ev._unary(args, lambda ct: ev.seal.relinearize(ct, ev.keys.relin_keys))
+
+
+def _mod_switch(ev: Evaluator, op: ckks.ModSwitchOp, args: list[Value | _Plain]) -> np.ndarray:
+    x = args[0]
+    assert isinstance(x, CipherTensor)
+    return ev._unary(args, lambda ct: ev._mod_switch(ct, op.levels, x.scale_bits))
+
+
+_METHODS: dict[type, Method] = {
+    ckks.AddOp: _add,
+    ckks.SubOp: _sub,
+    ckks.MulOp: _mul,
+    ckks.AddPlainOp: _add_plain,
+    ckks.SubPlainOp: _sub_plain,
+    ckks.MulPlainOp: _mul_plain,
+    ckks.MatMulPlainOp: _matmul_plain,
+    ckks.NegateOp: _negate,
+    ckks.RescaleOp: _rescale,
+    ckks.RelinearizeOp: _relinearize,
+    ckks.ModSwitchOp: _mod_switch,
 }

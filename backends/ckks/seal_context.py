@@ -64,6 +64,9 @@ class SealContext:
             raise FhecError(
                 f"SEAL built {len(self._parms_ids)} levels, expected {params.depth + 1}"
             )
+        self._level_scales = [2.0**params.scale_bits]
+        for level in range(params.depth):
+            self._level_scales.append(self._level_scales[-1] ** 2 / self.rescale_prime(level))
 
     @property
     def slot_count(self) -> int:
@@ -76,6 +79,21 @@ class SealContext:
 
     def level_of(self, parms_id: seal.ParmsId) -> int:
         return self._parms_ids.index(list(parms_id))
+
+    def level_scale(self, level: int) -> float:
+        """The true scale of a value at the waterline (nominal 2**scale_bits) at `level`:
+        2**scale_bits when fresh, then s_(l+1) = s_l**2 / q, q the prime a rescale from
+        level l divides by. Every product of two such values, rescaled, lands on it
+        exactly, so additions never have to relabel scales."""
+        return self._level_scales[level]
+
+    def canonical_scale(self, bits: int, level: int) -> float:
+        """The true scale planned for a value of nominal scale 2**bits at `level`."""
+        return float(self._level_scales[level] ** (bits / self.params.scale_bits))
+
+    def rescale_prime(self, level: int) -> int:
+        """The prime a rescale from `level` divides by (the last one left)."""
+        return self.primes[len(self.primes) - 2 - level]
 
     def prime_drift(self) -> float:
         """Largest |q - 2**bits| / 2**bits over the rescaling primes: how far a rescale's

@@ -84,7 +84,8 @@ def unpack(
         )
     if key_id is not None and header.get("key_id") != key_id:
         raise ArtifactError(
-            f"the CKKS {what} belong to another key set ({header.get('key_id')}, expected {key_id})",
+            f"the CKKS {what} belong to another key set "
+            f"({header.get('key_id')}, expected {key_id})",
             hint="encrypt with the client whose evaluation keys the server holds",
         )
     return header, _blobs(data, header, what)
@@ -111,7 +112,8 @@ def _blobs(data: bytes, header: dict[str, object], what: str) -> list[bytes]:
         raise ArtifactError(f"CKKS {what} are corrupted (checksum mismatch)")
     if not isinstance(sizes, list) or sum(int(s) for s in sizes) != len(payload):
         raise ArtifactError(f"CKKS {what} are corrupted (sizes do not add up)")
-    blobs, offset = [], 0
+    blobs: list[bytes] = []
+    offset = 0
     for size in sizes:
         blobs.append(payload[offset : offset + int(size)])
         offset += int(size)

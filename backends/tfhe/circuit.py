@@ -1,12 +1,8 @@
 """The TFHE circuit: build from the integer module, run, report, save and load.
 
-Artifact files (beside the manifest and module.ir the runtime writes):
-    tfhe.json          {"format": "fhec-tfhe", "format_version": 1, "concrete_python": ...,
-                        "config": {...}, "statistics": {...}}
-    circuit.mlir       the program concrete-python emitted (the server compiles it on load)
-    client_specs.json  concrete's client specs: what keys and ciphertexts look like
-No pickle: concrete's own MLIR and JSON, and fhec's JSON. On load the MLIR is compiled
-again and must give the stored client specs, or the artifact is refused.
+Artifact files: see backends/tfhe/files.py. No pickle: concrete's own MLIR and JSON,
+and fhec's JSON. On load the MLIR is compiled again and must give the stored client
+specs, or the artifact is refused.
 """
 
 from __future__ import annotations
@@ -19,17 +15,16 @@ import numpy as np
 
 from fhec.backends.tfhe.codec import Codec
 from fhec.backends.tfhe.config import TfheConfig
-from fhec.backends.tfhe.emit import concrete_version, emit
+from fhec.backends.tfhe.emit import emit
 from fhec.backends.tfhe.keys import ClientKeys
-from fhec.backends.tfhe.program import ServerProgram, program_info
-from fhec.ir.errors import ArtifactError, CompileError, FhecError, InputError
+from fhec.backends.tfhe.files import FORMAT, FORMAT_VERSION, HEADER, MLIR, SPECS, read_header
+from fhec.backends.tfhe.program import ServerProgram, concrete_version, load_program
+from fhec.ir.errors import ArtifactError, CompileError, InputError
 from fhec.ir.graph import Module
 from fhec.ir.ops.tfhe import BitWidth, LookupOp, QuantizeOp, RoundOp
 from fhec.ir.signature import Signature
 
 Arrays = dict[str, np.ndarray]
-FORMAT = "fhec-tfhe"
-FORMAT_VERSION = 1
 MODES = ("execute", "simulate")
 
 
@@ -84,9 +79,9 @@ class TfheCircuit:
             "statistics": self.statistics,
         }
         return {
-            "tfhe.json": json.dumps(header, indent=2, sort_keys=True).encode(),
-            "circuit.mlir": self.program.mlir.encode(),
-            "client_specs.json": self.program.client_specs.serialize(),
+            HEADER: json.dumps(header, indent=2, sort_keys=True).encode(),
+            MLIR: self.program.mlir.encode(),
+            SPECS: self.program.client_specs.serialize(),
         }
 
 
@@ -104,51 +99,11 @@ def build_circuit(module: Module, signature: Signature, options: Mapping[str, ob
 
 
 def load_circuit(module: Module, signature: Signature, files: Mapping[str, bytes]) -> TfheCircuit:
-    for name in ("tfhe.json", "circuit.mlir", "client_specs.json"):
-        if name not in files:
-            raise ArtifactError(f"the TFHE artifact lacks {name}", hint="compile the model again")
-    header = _header(files["tfhe.json"])
-    try:
-        config = TfheConfig.from_json(cast(dict[str, object], header["config"]))
-        mlir = files["circuit.mlir"].decode()
-        stored = program_info(files["client_specs.json"])
-    except (FhecError, TypeError, ValueError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"the TFHE artifact is corrupted: {exc}") from None
-    program = ServerProgram(mlir, config)
-    try:
-        compiled = program.program_info()
-    except RuntimeError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ArtifactError(f"the TFHE artifact's circuit.mlir does not compile: {reason}") from None
-    if compiled != stored:
-        raise ArtifactError(
-            "the TFHE artifact's circuit does not match its client specs "
-            f"(saved with concrete-python {header.get('concrete_python')}, "
-            f"this is {concrete_version()})",
-            hint="compile the model again",
-        )
+    header = read_header(files, (HEADER, MLIR, SPECS))
+    program = load_program(files, header)
     circuit = TfheCircuit(module, signature, program, cast(dict[str, object], header["statistics"]))
-    _check_arguments(circuit, compiled)
+    _check_arguments(circuit, program.program_info())
     return circuit
-
-
-def _header(data: bytes) -> dict[str, object]:
-    try:
-        header = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"the TFHE artifact's tfhe.json is not JSON ({exc})") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ArtifactError("the TFHE artifact's tfhe.json is not an fhec TFHE header")
-    version = header.get("format_version")
-    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        raise ArtifactError(
-            f"the TFHE artifact has format version {version!r}; this fhec reads 1 to "
-            f"{FORMAT_VERSION}",
-            hint="compile the model again with this fhec",
-        )
-    if not isinstance(header.get("config"), dict) or not isinstance(header.get("statistics"), dict):
-        raise ArtifactError("the TFHE artifact's tfhe.json lacks its config or statistics")
-    return header
 
 
 def _check_arguments(circuit: TfheCircuit, info: dict[str, object]) -> None:
@@ -168,9 +123,10 @@ def _check_arguments(circuit: TfheCircuit, info: dict[str, object]) -> None:
 
 
 def _gate_shape(gate: dict[str, object]) -> tuple[int, ...]:
-    raw = cast(dict[str, dict[str, dict[str, object]]], gate).get("rawInfo", {})
-    dims = raw.get("shape", {}).get("dimensions", [])
-    return tuple(cast(list[int], dims))
+    """The tensor shape of a circuit argument (of its abstract ciphertexts)."""
+    info = cast(dict[str, dict[str, dict[str, object]]], gate).get("typeInfo", {})
+    ciphertext = cast(dict[str, dict[str, list[int]]], info.get("lweCiphertext", {}))
+    return tuple(ciphertext.get("abstractShape", {}).get("dimensions", []))
 
 
 def integer_report(module: Module) -> dict[str, object]:

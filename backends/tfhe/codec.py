@@ -19,10 +19,10 @@ from fhec.ir.ops.core import InputOp
 from fhec.ir.ops.tfhe import QuantizeOp
 from fhec.passes.lower_to_integer import Partition, partition
 
-# A quantizer clips values up to this many steps beyond its calibrated range (its
-# zero point is rounded, so the calibration data itself may reach one step past it);
-# values farther out mean the calibration data did not cover the inputs.
-TOLERATED_STEPS = 1.0
+# A quantizer clips inputs a little outside its calibrated range (held-out data often
+# goes a bit beyond the calibration samples); beyond this fraction of the range's
+# width, the calibration data did not cover the inputs and the result would be wrong.
+TOLERANCE = 0.5
 
 
 @dataclass(slots=True)
@@ -80,14 +80,19 @@ class Codec:
         assert isinstance(op, QuantizeOp)
         steps = op.unclipped(x)
         low, high = op.bounds
-        if steps.min() >= low - TOLERATED_STEPS and steps.max() <= high + TOLERATED_STEPS:
+        slack = TOLERANCE * (high - low)
+        outside = (steps < low - slack) | (steps > high + slack)
+        if not outside.any():
             return
-        covered = ((low - op.zero_point) * op.scale, (high - op.zero_point) * op.scale)
+        index = np.unravel_index(int(np.argmax(outside)), x.shape)
+        channel = index[op.axis] if len(op.scale) > 1 else 0
+        scale, zero = op.scale[channel], op.zero_point[channel]
+        covered = ((low - zero) * scale, (high - zero) * scale)
+        where = f" (feature {channel})" if len(op.scale) > 1 else ""
         raise InputError(
-            f"{self._describe(value)} holds values in [{x.min():.6g}, {x.max():.6g}], outside "
-            f"the range [{covered[0]:.6g}, {covered[1]:.6g}] the circuit was calibrated for",
-            hint="compile again with calibration data that covers such inputs "
-            "(or widen the ranges: annotate-ranges{margin=...})",
+            f"{self._describe(value)}{where} holds {float(x[index]):.6g}, far outside the range "
+            f"[{covered[0]:.6g}, {covered[1]:.6g}] the circuit was calibrated for",
+            hint="compile again with calibration data that covers such inputs",
         )
 
     def _describe(self, value: ValueId) -> str:

@@ -105,11 +105,24 @@ def _emit_op(graph: Graph, value: ValueId, values: dict[ValueId, Any]) -> Any:
     if isinstance(op, MatMulOp):
         return operands[0] @ operands[1]
     if isinstance(op, RoundOp):
+        # The width annotate-bit-widths gave the rounded value holds its rounded values
+        # too: hinting it on both sides keeps concrete from seeing an overflow (which
+        # its per-channel lookups after approximate rounding do not handle).
+        width = _width(graph, graph.operands(value)[0])
         exactness = fhe.Exactness.APPROXIMATE if op.approximate else fhe.Exactness.EXACT
-        return fhe.round_bit_pattern(operands[0], lsbs_to_remove=op.lsbs, exactness=exactness)
+        source = fhe.hint(operands[0], bit_width=width)
+        rounded = fhe.round_bit_pattern(source, lsbs_to_remove=op.lsbs, exactness=exactness)
+        return fhe.hint(rounded, bit_width=width)
     if isinstance(op, LookupOp):
         return fhe.univariate(_table(op))(operands[0])
     raise InternalCompilerError(f"{op.name} has no concrete emission", "tfhe")
+
+
+def _width(graph: Graph, value: ValueId) -> int:
+    width = graph.node(value).annotation(BitWidth)
+    if width is None:
+        raise InternalCompilerError("a rounded value has no #bits: run annotate-bit-widths", "tfhe")
+    return width.width
 
 
 def _operand(graph: Graph, value: ValueId, values: dict[ValueId, Any]) -> Any:
@@ -161,10 +174,4 @@ def _compile_error(module: Module, exc: RuntimeError) -> CompileError:
     )
 
 
-def concrete_version() -> str:
-    from importlib.metadata import version
-
-    return version("concrete-python")
-
-
-__all__ = ["STATISTICS", "Emitted", "concrete_version", "emit", "server_function"]
+__all__ = ["STATISTICS", "Emitted", "emit", "server_function"]

@@ -8,13 +8,14 @@ so both give byte-identical client specs (`ClientSpecs.program_info`).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from fhec.backends.tfhe.config import TfheConfig
+from fhec.backends.tfhe.files import MLIR, SPECS, digest, program_info
+from fhec.ir.errors import ArtifactError, FhecError
 
 if TYPE_CHECKING:
     from concrete import fhe
@@ -43,6 +44,11 @@ class ServerProgram:
         """The client specs as JSON, without concrete's empty TFHE-rs section."""
         return program_info(self.client_specs.serialize())
 
+    @property
+    def program_id(self) -> str:
+        """Names this program in messages (a hash of its client specs)."""
+        return digest(self.program_info())
+
     def run(self, arguments: Sequence[fhe.Value], evaluation_keys: fhe.EvaluationKeys) -> list[fhe.Value]:
         results = self.server().run(*arguments, evaluation_keys=evaluation_keys)
         return list(results) if isinstance(results, tuple) else [results]
@@ -59,10 +65,35 @@ class ServerProgram:
         return _as_arrays(decoded, len(results) if isinstance(results, tuple) else 1)
 
 
-def program_info(specs: bytes) -> dict[str, object]:
-    info: dict[str, object] = json.loads(specs)
-    info.pop("tfhers_specs", None)
-    return info
+def load_program(files: Mapping[str, bytes], header: Mapping[str, object]) -> ServerProgram:
+    """The server program in the files: its MLIR compiled again, checked against the
+    stored client specs (the keys and ciphertexts clients make follow those)."""
+    try:
+        config = TfheConfig.from_json(cast(dict[str, object], header["config"]))
+        mlir = files[MLIR].decode()
+        stored = program_info(files[SPECS])
+    except (FhecError, TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"the TFHE artifact is corrupted: {exc}") from None
+    program = ServerProgram(mlir, config)
+    try:
+        compiled = program.program_info()
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(f"the TFHE artifact's {MLIR} does not compile: {reason}") from None
+    if compiled != stored:
+        raise ArtifactError(
+            f"the TFHE artifact's {MLIR} does not give its {SPECS} "
+            f"(saved with concrete-python {header.get('concrete_python')}, "
+            f"this is {concrete_version()})",
+            hint="compile the model again",
+        )
+    return program
+
+
+def concrete_version() -> str:
+    from importlib.metadata import version
+
+    return version("concrete-python")
 
 
 def _as_arrays(decoded: object, count: int) -> list[np.ndarray]:

@@ -46,12 +46,14 @@ def _require(condition: bool, message: str) -> None:
 @register_op
 @dataclass(frozen=True, slots=True)
 class QuantizeOp(Op):
-    """q = clip(round(x / scale) + zero_point) to a `bits`-bit integer (round half to even)."""
+    """q = clip(round(x / scale) + zero_point) to a `bits`-bit integer (round half to even),
+    one scale and zero point per tensor or per channel along `axis` (from the end)."""
 
     name = "tfhe.quantize"
     arity = 1
-    scale: float
-    zero_point: int
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+    axis: int
     bits: int
     signed: bool = False
 
@@ -60,23 +62,41 @@ class QuantizeOp(Op):
         return integer_range(self.bits, self.signed)
 
     def infer(self, operands: Sequence[TensorType]) -> TensorType:
-        _require(operands[0].dtype.is_float, f"tfhe.quantize takes floats, found {operands[0]}")
-        _require(self.scale > 0 and self.bits >= 1, f"bad quantizer {self.scale=} {self.bits=}")
-        return TensorType(operands[0].shape, DType.I64, operands[0].secret)
+        x = operands[0]
+        _require(x.dtype.is_float, f"tfhe.quantize takes floats, found {x}")
+        _require(self.bits >= 1 and all(s > 0 for s in self.scale), "scales must be positive")
+        _check_channels(self.scale, self.zero_point, self.axis, x)
+        return TensorType(x.shape, DType.I64, x.secret)
 
     def unclipped(self, x: np.ndarray) -> np.ndarray:
-        """round(x / scale) + zero_point before clipping (the client checks it fits)."""
-        return np.rint(np.asarray(x, dtype=np.float64) / self.scale) + self.zero_point
+        """x / scale + zero_point, before rounding and clipping (the client checks it)."""
+        scale = channel_array(self.scale, self.axis)
+        return np.asarray(x, dtype=np.float64) / scale + channel_array(self.zero_point, self.axis)
 
     def evaluate(self, operands: Sequence[np.ndarray]) -> np.ndarray:
         low, high = self.bounds
-        return np.clip(self.unclipped(operands[0]), low, high).astype(np.int64)
+        return np.clip(np.rint(self.unclipped(operands[0])), low, high).astype(np.int64)
 
     def interval(
         self, operands: Sequence[Interval], constants: Sequence[np.ndarray | None]
     ) -> Interval | None:
-        ends = self.evaluate([np.array([operands[0].lo, operands[0].hi])])
-        return Interval(float(ends[0]), float(ends[1]))
+        ends = self.evaluate([np.array([operands[0].lo, operands[0].hi]).reshape(2, 1)])
+        return Interval(float(ends.min()), float(ends.max()))
+
+
+def channel_array(values: tuple[float, ...] | tuple[int, ...], axis: int) -> np.ndarray:
+    """`values` (one, or one per channel) shaped to broadcast along `axis` (from the end)."""
+    return np.asarray(values, dtype=np.float64).reshape((-1,) + (1,) * (-axis - 1))
+
+
+def _check_channels(
+    scale: tuple[float, ...], zero_point: tuple[int, ...], axis: int, x: TensorType
+) -> None:
+    _require(len(scale) == len(zero_point) >= 1, "one zero point per scale")
+    _require(axis < 0, f"the channel axis counts from the end, got {axis}")
+    if len(scale) > 1:
+        _require(-axis <= x.rank, f"axis {axis} is outside {x}")
+        _require(x.shape[axis] == len(scale), f"{len(scale)} scales for axis {axis} of {x}")
 
 
 @register_op
@@ -97,21 +117,12 @@ class DequantizeOp(Op):
     def infer(self, operands: Sequence[TensorType]) -> TensorType:
         q = operands[0]
         _require(not q.dtype.is_float, f"tfhe.dequantize takes integers, found {q}")
-        _require(len(self.scale) == len(self.zero_point) >= 1, "one zero point per scale")
-        _require(self.axis < 0, f"tfhe.dequantize axis counts from the end, got {self.axis}")
-        if len(self.scale) > 1:
-            _require(-self.axis <= q.rank, f"axis {self.axis} is outside {q}")
-            _require(q.shape[self.axis] == len(self.scale),
-                     f"{len(self.scale)} scales for axis {self.axis} of {q}")
+        _check_channels(self.scale, self.zero_point, self.axis, q)
         return TensorType(q.shape, DType.F32, q.secret)
-
-    def _per_channel(self, values: tuple[float, ...] | tuple[int, ...]) -> np.ndarray:
-        array = np.asarray(values, dtype=np.float64)
-        return array.reshape((-1,) + (1,) * (-self.axis - 1))
 
     def evaluate(self, operands: Sequence[np.ndarray]) -> np.ndarray:
         q = np.asarray(operands[0], dtype=np.float64)
-        scale, zero = self._per_channel(self.scale), self._per_channel(self.zero_point)
+        scale, zero = channel_array(self.scale, self.axis), channel_array(self.zero_point, self.axis)
         return ((q - zero) * scale).astype(np.float32)
 
     def interval(

@@ -30,8 +30,11 @@ def small() -> SealContext:
 
 @pytest.mark.parametrize("security", [128, 192, 256])
 def test_table_is_seals_own(security: int) -> None:
-    level = {128: seal.sec_level_type.tc128, 192: seal.sec_level_type.tc192,
-             256: seal.sec_level_type.tc256}[security]
+    level = {
+        128: seal.sec_level_type.tc128,
+        192: seal.sec_level_type.tc192,
+        256: seal.sec_level_type.tc256,
+    }[security]
     for degree, bits in MAX_LOG_Q[security].items():
         if degree <= 32768:  # SEAL's table stops there; 65536 is the standard's own entry
             assert seal.CoeffModulus.MaxBitCount(degree, level) == bits
@@ -96,7 +99,9 @@ def test_ciphertexts_and_keys_roundtrip_through_bytes(small: SealContext) -> Non
 
 def test_corrupted_ciphertext_bytes_refused(small: SealContext) -> None:
     keys = SecretKeys.generate(small)
-    data = bytearray(dump_ciphertexts({"x": _tensor(small, keys, np.ones((2, 1)))}, small, keys.key_id))
+    data = bytearray(
+        dump_ciphertexts({"x": _tensor(small, keys, np.ones((2, 1)))}, small, keys.key_id)
+    )
     data[-100] ^= 0x01  # one bit deep in a ciphertext: SEAL alone would not notice
     with pytest.raises(ArtifactError, match="corrupted \\(checksum mismatch\\)"):
         load_ciphertexts(bytes(data), small)

@@ -1,0 +1,141 @@
+"""The client/server split: bytes between the parties, keys and ciphertexts checked."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from ckks_helpers import FAST, Compiled, compile_ckks, reference
+
+from fhec.backends.ckks import CKKS_BACKEND
+from fhec.backends.ckks.circuit import CalibrationRangeWarning
+from fhec.ir.errors import ArtifactError, CompileError, InputError
+from fhec.runtime.ckks_client import CkksClient
+from fhec.runtime.ckks_server import CkksServer
+
+RUNTIME = Path(__file__).resolve().parents[2] / "runtime"
+CALIBRATION = np.random.default_rng(0).uniform(-2, 2, size=(256, 4)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny(gemm_sigmoid: onnx.ModelProto) -> Compiled:
+    return compile_ckks(gemm_sigmoid, {"x": CALIBRATION}, batch_size=32, options=FAST)
+
+
+def test_split_run_matches_onnxruntime(tiny: Compiled, gemm_sigmoid: onnx.ModelProto) -> None:
+    client = CkksClient(tiny.module, tiny.signature)
+    server = CkksServer(tiny.module, client.evaluation_keys())
+    x = CALIBRATION[:20]  # fewer samples than compiled: slots left empty
+    outputs = client.decrypt(server.run(client.encrypt({"x": x})))
+    error = np.max(np.abs(outputs["y"] - reference(gemm_sigmoid, {"x": x})["y"]))
+    assert outputs["y"].shape == (20, 3)
+    assert error <= client.error_bound["y"] <= 100 * error
+
+
+def test_saved_secret_keys_decrypt_later(tiny: Compiled) -> None:
+    client = CkksClient(tiny.module, tiny.signature)
+    server = CkksServer(tiny.module, client.evaluation_keys())
+    reply = server.run(client.encrypt({"x": CALIBRATION[:4]}))
+    again = CkksClient(tiny.module, tiny.signature, keys=client.secret_keys())
+    assert again.key_id == client.key_id
+    np.testing.assert_allclose(again.decrypt(reply)["y"], client.decrypt(reply)["y"])
+
+
+def test_server_never_imports_the_client() -> None:
+    source = (RUNTIME / "ckks_server.py").read_text()
+    assert "ckks_client" not in source
+    check = (
+        "import sys, fhec.runtime.ckks_server; "
+        "assert 'fhec.runtime.ckks_client' not in sys.modules, 'client imported'"
+    )
+    subprocess.run([sys.executable, "-c", check], check=True)
+
+
+def test_evaluation_keys_hold_no_secret_key(tiny: Compiled) -> None:
+    client = CkksClient(tiny.module, tiny.signature)
+    with pytest.raises(ArtifactError, match="expected secret keys"):
+        CkksClient(tiny.module, tiny.signature, keys=client.evaluation_keys())
+
+
+def test_keys_of_another_context_refused(tiny: Compiled, gemm_sigmoid: onnx.ModelProto) -> None:
+    other = compile_ckks(
+        gemm_sigmoid, {"x": CALIBRATION}, 32, {**FAST, "pack-slots-ckks": "scale_bits=30"}
+    )
+    stranger = CkksClient(other.module, other.signature)
+    with pytest.raises(ArtifactError, match="made for other encryption parameters"):
+        CkksServer(tiny.module, stranger.evaluation_keys())
+    server = CkksServer(tiny.module, CkksClient(tiny.module, tiny.signature).evaluation_keys())
+    with pytest.raises(ArtifactError, match="made for other encryption parameters"):
+        server.run(stranger.encrypt({"x": CALIBRATION[:2]}))
+
+
+def test_ciphertexts_and_replies_of_another_key_set_refused(tiny: Compiled) -> None:
+    alice, mallory = (CkksClient(tiny.module, tiny.signature) for _ in range(2))
+    server = CkksServer(tiny.module, alice.evaluation_keys())
+    with pytest.raises(ArtifactError, match="belong to another key set"):
+        server.run(mallory.encrypt({"x": CALIBRATION[:2]}))
+    reply = server.run(alice.encrypt({"x": CALIBRATION[:2]}))
+    with pytest.raises(ArtifactError, match="belong to another key set"):
+        mallory.decrypt(reply)
+
+
+def test_corrupted_ciphertext_bytes_refused(tiny: Compiled) -> None:
+    client = CkksClient(tiny.module, tiny.signature)
+    server = CkksServer(tiny.module, client.evaluation_keys())
+    data = bytearray(client.encrypt({"x": CALIBRATION[:2]}))
+    data[len(data) // 2] ^= 0x10
+    with pytest.raises(ArtifactError, match="corrupted"):
+        server.run(bytes(data))
+    keys = bytearray(client.evaluation_keys())
+    keys[-1] ^= 0x01
+    with pytest.raises(ArtifactError, match="corrupted"):
+        CkksServer(tiny.module, bytes(keys))
+
+
+def test_inputs_outside_the_calibrated_range_warn(tiny: Compiled) -> None:
+    circuit = CKKS_BACKEND.build(tiny.module, tiny.signature, {})
+    with pytest.warns(CalibrationRangeWarning, match="outside its calibrated range"):
+        circuit.run({"x": np.full((2, 4), 5.0, dtype=np.float32)})
+
+
+def test_bad_inputs_refused(tiny: Compiled) -> None:
+    client = CkksClient(tiny.module, tiny.signature)
+    with pytest.raises(InputError, match="missing input 'x'"):
+        client.encrypt({})
+    with pytest.raises(InputError, match="has shape"):
+        client.encrypt({"x": np.zeros((2, 5), dtype=np.float32)})
+    with pytest.raises(InputError, match="does not fit"):
+        client.encrypt({"x": np.zeros((4096, 4), dtype=np.float32)})  # 2048 slots at N=4096
+    with pytest.raises(InputError, match="NaN"):
+        client.encrypt({"x": np.full((1, 4), np.nan, dtype=np.float32)})
+    circuit = CKKS_BACKEND.build(tiny.module, tiny.signature, {})
+    with pytest.raises(InputError, match="unknown run mode"):
+        circuit.run({"x": CALIBRATION[:1]}, mode="fast")
+
+
+def test_module_without_parameters_refused(gemm_sigmoid: onnx.ModelProto, tiny: Compiled) -> None:
+    from fhec.frontend import import_onnx
+
+    plain = import_onnx(gemm_sigmoid, batch_size=2)
+    with pytest.raises(CompileError, match="no CKKS parameters"):
+        CKKS_BACKEND.build(plain.module, plain.signature, {})
+    with pytest.raises(CompileError, match="no CKKS parameters"):
+        CkksServer(plain.module, b"")
+
+
+def test_saved_circuit_loads_and_checks_its_file(tiny: Compiled) -> None:
+    circuit = CKKS_BACKEND.build(tiny.module, tiny.signature, {})
+    files = circuit.to_files()
+    loaded = CKKS_BACKEND.load(tiny.module, tiny.signature, files)
+    assert loaded.error_bound == circuit.error_bound
+    with pytest.raises(ArtifactError, match=r"has no ckks\.json"):
+        CKKS_BACKEND.load(tiny.module, tiny.signature, {})
+    with pytest.raises(ArtifactError, match="corrupted"):
+        CKKS_BACKEND.load(tiny.module, tiny.signature, {"ckks.json": b"{"})
+    altered = files["ckks.json"].replace(b'"scale_bits": 40', b'"scale_bits": 30')
+    with pytest.raises(ArtifactError, match="does not match"):
+        CKKS_BACKEND.load(tiny.module, tiny.signature, {"ckks.json": altered})
