@@ -129,7 +129,7 @@ class QuantizeTfhe(Pass):
     scheme: QuantScheme = QuantScheme.ASYMMETRIC
     weight_scheme: QuantScheme = QuantScheme.SYMMETRIC
     per_channel: bool = True  # weights: one scale per output channel
-    per_channel_activations: bool = True  # activations: one scale per input feature
+    per_channel_activations: bool = False  # activations: one scale per input feature
 
     def __post_init__(self) -> None:
         options = (("bits", self.bits), ("weight_bits", self.weight_bits or 2),
@@ -195,8 +195,11 @@ class QuantizeTfhe(Pass):
             if interval is not None and interval.is_finite():
                 low, high = np.array([interval.lo]), np.array([interval.hi])
             low, high = np.array([low.min()]), np.array([high.max()])
+        whole = fit_quantizer(float(low.min()), float(high.max()), bits, self.scheme)
         quantizers = [
-            fit_quantizer(float(lo), float(hi), bits, self.scheme)
+            # A channel that calibration never moved takes the tensor's quantizer: a
+            # scale of its own would be arbitrary, and it moves into the weights.
+            fit_quantizer(float(lo), float(hi), bits, self.scheme) if hi > lo else whole
             for lo, hi in zip(low, high, strict=True)
         ]
         quantize = QuantizeOp(

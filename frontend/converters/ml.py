@@ -87,6 +87,22 @@ def _reject_transform(ctx: ConversionContext, allowed: Sequence[str]) -> str:
     return transform
 
 
+# -- Scaler -----------------------------------------------------------------------
+
+
+@converter("Scaler", since=1, domain=ML_DOMAIN, notes="(x - offset) * scale, per feature")
+def convert_scaler(node: onnx.NodeProto, ctx: ConversionContext) -> Sequence[ValueId]:
+    x = _feature_matrix(ctx)
+    features = ctx.type_of(x).shape[1]
+    offset = np.asarray(ctx.attr("offset", [0.0]), dtype=np.float32)
+    scale = np.asarray(ctx.attr("scale", [1.0]), dtype=np.float32)
+    for name, values in (("offset", offset), ("scale", scale)):
+        if values.size not in (1, features):
+            raise ctx.error(f"{name} has {values.size} values for {features} features")
+    shifted = ctx.emit(SubOp(), x, ctx.constant(offset))
+    return [ctx.emit(MulOp(), shifted, ctx.constant(scale))]
+
+
 # -- LinearRegressor --------------------------------------------------------------
 
 
