@@ -51,6 +51,10 @@ class Graph:
     def __init__(self) -> None:
         self._g: nx.MultiDiGraph = nx.MultiDiGraph()
         self._next_id = 0
+        # Derived from the edges, kept because passes ask for them constantly; every
+        # structural change below clears or updates them.
+        self._order: list[ValueId] | None = None
+        self._operands: dict[ValueId, tuple[ValueId, ...]] = {}
 
     # -- building -------------------------------------------------------------
     def add(
@@ -61,13 +65,16 @@ class Graph:
         location: Location,
         annotations: tuple[Annotation, ...] = (),
     ) -> ValueId:
+        for operand in operands:
+            if operand not in self._g:
+                raise KeyError(f"operand %{operand} is not in the graph")
         value = self._next_id
         self._next_id += 1
         self._g.add_node(value, node=Node(op, type, location, annotations))
         for index, operand in enumerate(operands):
-            if operand not in self._g:
-                raise KeyError(f"operand %{operand} is not in the graph")
             self._g.add_edge(operand, value, key=index)
+        self._operands[value] = tuple(operands)
+        self._order = None
         return value
 
     def set_node(self, value: ValueId, node: Node) -> None:
@@ -78,17 +85,25 @@ class Graph:
             self._g.remove_edge(source, value, key=key)
         for index, operand in enumerate(operands):
             self._g.add_edge(operand, value, key=index)
+        self._operands[value] = tuple(operands)
+        self._order = None
 
     def replace_uses(self, old: ValueId, new: ValueId) -> None:
         """Every user of `old` uses `new` instead, in the same operand positions."""
         for _, user, key in list(self._g.out_edges(old, keys=True)):
             self._g.remove_edge(old, user, key=key)
             self._g.add_edge(new, user, key=key)
+            slots = list(self._operands[user])
+            slots[key] = new
+            self._operands[user] = tuple(slots)
+        self._order = None
 
     def remove(self, value: ValueId) -> None:
         if self._g.out_degree(value):
             raise ValueError(f"%{value} still has users")
         self._g.remove_node(value)
+        del self._operands[value]
+        self._order = None
 
     # -- reading --------------------------------------------------------------
     def node(self, value: ValueId) -> Node:
@@ -96,8 +111,7 @@ class Graph:
         return node
 
     def operands(self, value: ValueId) -> tuple[ValueId, ...]:
-        edges = sorted(self._g.in_edges(value, keys=True), key=lambda edge: edge[2])
-        return tuple(source for source, _, _ in edges)
+        return self._operands[value]
 
     def operand_keys(self, value: ValueId) -> list[int]:
         return sorted(key for _, _, key in self._g.in_edges(value, keys=True))
@@ -108,7 +122,9 @@ class Graph:
 
     def topological_order(self) -> list[ValueId]:
         """Deterministic: ties broken by value id (creation order)."""
-        return list(nx.lexicographical_topological_sort(self._g, key=lambda v: v))
+        if self._order is None:
+            self._order = list(nx.lexicographical_topological_sort(self._g, key=lambda v: v))
+        return list(self._order)
 
     def is_acyclic(self) -> bool:
         return bool(nx.is_directed_acyclic_graph(self._g))
@@ -129,6 +145,8 @@ class Graph:
         other = Graph()
         other._g = self._g.copy()
         other._next_id = self._next_id
+        other._order = self._order
+        other._operands = dict(self._operands)
         return other
 
 

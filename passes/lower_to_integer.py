@@ -35,8 +35,8 @@ from fhec.ir.location import Location
 from fhec.ir.op import Op
 from fhec.ir.ops.common import BinaryElementwise, UnaryElementwise
 from fhec.ir.ops.core import ConstantOp, InputOp
-from fhec.ir.ops.linalg import GemmOp, MatMulOp
 from fhec.ir.ops.elementwise import AddOp
+from fhec.ir.ops.linalg import GemmOp, MatMulOp
 from fhec.ir.ops.tfhe import DequantizeOp, LookupOp, QuantizeOp, RoundOp, channel_array
 from fhec.ir.types import DType, TensorType
 from fhec.passes.base import Pass, PassContext, PassKind, Sample, register_pass
@@ -144,8 +144,8 @@ def _lower_layer(module: Module, value: ValueId) -> None:
     graph = module.graph
     node = graph.node(value)
     operands = graph.operands(value)
-    q_in, x_dequantize = _quantized_operand(graph, value, operands[0])
     weights, w_dequantize = _quantized_weights(graph, value, operands[1])
+    q_in, x_dequantize = _quantized_operand(graph, value, operands[0])
     if isinstance(node.op, GemmOp):
         if node.op.trans_a:
             raise CompileError(
@@ -185,7 +185,8 @@ def _uniform(scales: tuple[float, ...], location: Location) -> float:
     if len(set(scales)) != 1:
         raise CompileError(
             "this layer's input has one scale per channel left in its dequantize",
-            location, hint="quantize-tfhe moves activation scales into the weights; run it",
+            location,
+            hint="quantize-tfhe moves activation scales into the weights; run it",
         )
     return scales[0]
 

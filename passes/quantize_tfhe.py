@@ -32,7 +32,7 @@ from fhec.ir.graph import Graph, Module, ValueId
 from fhec.ir.interval import Interval
 from fhec.ir.op import Op
 from fhec.ir.ops.core import ConstantOp
-from fhec.ir.ops.linalg import GemmOp, MatMulOp
+from fhec.ir.ops.linalg import ConvOp, GemmOp, MatMulOp
 from fhec.ir.ops.tfhe import DequantizeOp, QuantizeOp
 from fhec.ir.types import TensorType
 from fhec.passes.base import Pass, PassContext, PassKind, Sample, register_pass
@@ -92,8 +92,9 @@ class LayerAxes:
 def layer_axes(op: Op, weight_rank: int) -> LayerAxes | None:
     """None for ops quantize-tfhe does not handle as a layer."""
     if isinstance(op, GemmOp):
-        return LayerAxes(-2 if op.trans_a else -1, -1 if op.trans_b else -2,
-                         -2 if op.trans_b else -1)
+        return LayerAxes(
+            -2 if op.trans_a else -1, -1 if op.trans_b else -2, -2 if op.trans_b else -1
+        )
     if isinstance(op, MatMulOp) and weight_rank == 2:
         return LayerAxes(-1, -2, -1)
     return None
@@ -132,8 +133,11 @@ class QuantizeTfhe(Pass):
     per_channel_activations: bool = False  # activations: one scale per input feature
 
     def __post_init__(self) -> None:
-        options = (("bits", self.bits), ("weight_bits", self.weight_bits or 2),
-                   ("input_bits", self.input_bits or 2))
+        options = (
+            ("bits", self.bits),
+            ("weight_bits", self.weight_bits or 2),
+            ("input_bits", self.input_bits or 2),
+        )
         for option, value in options:
             if not 2 <= value <= MAX_BITS:
                 raise FhecError(
@@ -143,6 +147,7 @@ class QuantizeTfhe(Pass):
 
     def run(self, module: Module, context: PassContext) -> None:
         graph = module.graph
+        _reject_unsupported_layers(graph)
         layers = {v: axes for v in graph.topological_order() if (axes := _layer(graph, v))}
         if not layers:
             return
@@ -170,7 +175,9 @@ class QuantizeTfhe(Pass):
             if not graph.users(operands[1]):
                 graph.remove(operands[1])
 
-    def _source_axes(self, graph: Graph, layers: dict[ValueId, LayerAxes]) -> dict[ValueId, int | None]:
+    def _source_axes(
+        self, graph: Graph, layers: dict[ValueId, LayerAxes]
+    ) -> dict[ValueId, int | None]:
         """Each quantized activation's channel axis; None for one quantizer per tensor
         (asked for, or the layers reading it disagree on its feature axis)."""
         axes: dict[ValueId, int | None] = {}
@@ -229,7 +236,10 @@ class QuantizeTfhe(Pass):
         array = np.asarray(weights.value.array, dtype=np.float64)
         scaled = array * scales.reshape((-1,) + (1,) * (-axes.weight_input - 1))
         integers, dequantize = quantize_weights(
-            scaled, axes.weight_output, self.weight_bits or self.bits, self.weight_scheme,
+            scaled,
+            axes.weight_output,
+            self.weight_bits or self.bits,
+            self.weight_scheme,
             self.per_channel,
         )
         at = graph.node(layer).location
@@ -247,6 +257,21 @@ def _layer(graph: Graph, value: ValueId) -> LayerAxes | None:
     if not isinstance(weights.op, ConstantOp):
         return None  # lower-to-integer says why it cannot compute this layer
     return layer_axes(graph.node(value).op, weights.type.rank)
+
+
+def _reject_unsupported_layers(graph: Graph) -> None:
+    """Layers with no integer lowering yet: computing them in clear on the client
+    instead would hand it the model's heaviest work, unannounced."""
+    for value in graph:
+        node = graph.node(value)
+        operands = graph.operands(value)
+        if isinstance(node.op, ConvOp) and graph.node(operands[0]).type.secret:
+            raise CompileError(
+                "Conv on encrypted data has no TFHE lowering yet",
+                node.location,
+                hint="the TFHE backend computes Gemm and MatMul layers; use the CKKS backend "
+                "for convolutional models",
+            )
 
 
 def _downstream(graph: Graph, layers: set[ValueId]) -> set[ValueId]:
@@ -270,7 +295,11 @@ def _channel_ranges(
         values = evaluate_all(module, sample)
         for source, axis in sources.items():
             array = np.asarray(values[source], dtype=np.float64)
-            rows = np.moveaxis(array, axis, 0).reshape(array.shape[axis], -1) if axis else array.reshape(1, -1)
+            rows = (
+                np.moveaxis(array, axis, 0).reshape(array.shape[axis], -1)
+                if axis
+                else array.reshape(1, -1)
+            )
             low, high = rows.min(axis=1), rows.max(axis=1)
             if source in ranges:
                 low = np.minimum(low, ranges[source][0])

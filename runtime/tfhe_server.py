@@ -28,7 +28,9 @@ class TfheServer:
         try:
             self._keys = fhe.EvaluationKeys.deserialize(evaluation_keys)
         except (RuntimeError, ValueError) as exc:
-            raise InputError(f"the evaluation keys are not concrete evaluation keys ({exc})") from None
+            raise InputError(
+                f"the evaluation keys are not concrete evaluation keys ({exc})"
+            ) from None
 
     def run(self, request: bytes) -> bytes:
         """The encrypted outputs for the encrypted inputs in `request` (one batch)."""
@@ -41,6 +43,11 @@ class TfheServer:
         except (RuntimeError, ValueError) as exc:
             raise InputError(f"the encrypted inputs are not concrete values ({exc})") from None
         results = self.program.run(arguments, self._keys)
-        reply = Message("outputs", message.program, message.keys, message.request,
-                        tuple(result.serialize() for result in results))
+        reply = Message(
+            "outputs",
+            message.program,
+            message.keys,
+            message.request,
+            tuple(result.serialize() for result in results),
+        )
         return reply.to_bytes()

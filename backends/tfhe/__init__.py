@@ -37,9 +37,7 @@ class TfheBackend:
 
         return build_circuit(module, signature, options)
 
-    def load(
-        self, module: Module, signature: Signature, files: Mapping[str, bytes]
-    ) -> TfheCircuit:
+    def load(self, module: Module, signature: Signature, files: Mapping[str, bytes]) -> TfheCircuit:
         from fhec.backends.tfhe.circuit import load_circuit
 
         return load_circuit(module, signature, files)

@@ -16,8 +16,8 @@ import numpy as np
 from fhec.backends.tfhe.codec import Codec
 from fhec.backends.tfhe.config import TfheConfig
 from fhec.backends.tfhe.emit import emit
-from fhec.backends.tfhe.keys import ClientKeys
 from fhec.backends.tfhe.files import FORMAT, FORMAT_VERSION, HEADER, MLIR, SPECS, read_header
+from fhec.backends.tfhe.keys import ClientKeys
 from fhec.backends.tfhe.program import ServerProgram, concrete_version, load_program
 from fhec.ir.errors import ArtifactError, CompileError, InputError
 from fhec.ir.graph import Module
@@ -67,8 +67,13 @@ class TfheCircuit:
 
     # -- reporting and saving ----------------------------------------------------------
     def report(self) -> dict[str, object]:
-        return {"tfhe": {**integer_report(self.module), "concrete": self.statistics,
-                         "config": self.program.config.to_json()}}
+        return {
+            "tfhe": {
+                **integer_report(self.module),
+                "concrete": self.statistics,
+                "config": self.program.config.to_json(),
+            }
+        }
 
     def to_files(self) -> dict[str, bytes]:
         header = {
@@ -85,7 +90,9 @@ class TfheCircuit:
         }
 
 
-def build_circuit(module: Module, signature: Signature, options: Mapping[str, object]) -> TfheCircuit:
+def build_circuit(
+    module: Module, signature: Signature, options: Mapping[str, object]
+) -> TfheCircuit:
     config = TfheConfig.from_options(options)
     codec = Codec(module)
     if not codec.split.encrypted_inputs:
@@ -143,16 +150,23 @@ def integer_report(module: Module) -> dict[str, object]:
         source_node = graph.node(source)
         width = source_node.annotation(BitWidth)
         rounding = source_node.op.lsbs if isinstance(source_node.op, RoundOp) else 0
-        layers.append({
-            "at": node.location.describe(),
-            "lookups": node.type.size,
-            "input_bits": width.width if width else None,
-            "rounded_bits": rounding,
-        })
+        layers.append(
+            {
+                "at": node.location.describe(),
+                "lookups": node.type.size,
+                "input_bits": width.width if width else None,
+                "rounded_bits": rounding,
+            }
+        )
     quantizers = [
-        {"at": graph.node(v).location.describe(), "bits": op.bits, "scale": op.scale,
-         "zero_point": op.zero_point}
-        for v in graph if isinstance(op := graph.node(v).op, QuantizeOp)
+        {
+            "at": graph.node(v).location.describe(),
+            "bits": op.bits,
+            "scale": op.scale,
+            "zero_point": op.zero_point,
+        }
+        for v in graph
+        if isinstance(op := graph.node(v).op, QuantizeOp)
     ]
     widths = [a.width for v in graph if (a := graph.node(v).annotation(BitWidth)) is not None]
     return {

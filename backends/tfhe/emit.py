@@ -52,7 +52,9 @@ class Emitted:
     statistics: dict[str, object]
 
 
-def emit(module: Module, codec: Codec, samples: Sequence[dict[str, np.ndarray]], config: TfheConfig) -> Emitted:
+def emit(
+    module: Module, codec: Codec, samples: Sequence[dict[str, np.ndarray]], config: TfheConfig
+) -> Emitted:
     """Compile the server region with concrete; CompileErrors name the layer at fault."""
     from concrete import fhe
 
@@ -85,7 +87,8 @@ def server_function(module: Module, codec: Codec) -> tuple[Callable[..., Any], l
     def main(*positional: Any, **arguments: Any) -> Any:
         arguments.update(zip(names, positional, strict=False))
         values: dict[ValueId, Any] = {
-            value: arguments[name] for value, name in zip(split.encrypted_inputs, names, strict=True)
+            value: arguments[name]
+            for value, name in zip(split.encrypted_inputs, names, strict=True)
         }
         for value in split.server:
             values[value] = _emit_op(graph, value, values)

@@ -78,9 +78,15 @@ class Message:
     values: tuple[bytes, ...]
 
     def to_bytes(self) -> bytes:
-        header = {"format": MESSAGE_FORMAT, "format_version": 1, "kind": self.kind,
-                  "program": self.program, "keys": self.keys, "request": self.request,
-                  "count": len(self.values)}
+        header = {
+            "format": MESSAGE_FORMAT,
+            "format_version": 1,
+            "kind": self.kind,
+            "program": self.program,
+            "keys": self.keys,
+            "request": self.request,
+            "count": len(self.values),
+        }
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
             archive.writestr("header.json", json.dumps(header))
@@ -100,8 +106,9 @@ class Message:
             raise InputError(f"the TFHE {kind} are not an fhec message")
         if header.get("kind") != kind:
             raise InputError(f"expected encrypted {kind}, got {header.get('kind')!r}")
-        return cls(kind, str(header["program"]), str(header["keys"]), str(header["request"]),
-                   values)
+        return cls(
+            kind, str(header["program"]), str(header["keys"]), str(header["request"]), values
+        )
 
     def check(self, program: str, keys: str) -> None:
         if self.program != program:
@@ -111,7 +118,6 @@ class Message:
             )
         if self.keys != keys:
             raise InputError(
-                f"these encrypted {self.kind} were made under other keys than the "
-                "evaluation keys",
+                f"these encrypted {self.kind} were made under other keys than the evaluation keys",
                 hint="give the server the evaluation keys of the client that encrypts",
             )

@@ -59,5 +59,7 @@ class ClientKeys:
     def decrypt(self, results: Sequence[fhe.Value]) -> list[np.ndarray]:
         self._ensure()
         decrypted = self._client.decrypt(*results)
-        items = list(decrypted) if len(results) > 1 and isinstance(decrypted, tuple) else [decrypted]
+        items = (
+            list(decrypted) if len(results) > 1 and isinstance(decrypted, tuple) else [decrypted]
+        )
         return [np.asarray(item, dtype=np.int64) for item in items]

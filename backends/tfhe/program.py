@@ -49,7 +49,9 @@ class ServerProgram:
         """Names this program in messages (a hash of its client specs)."""
         return digest(self.program_info())
 
-    def run(self, arguments: Sequence[fhe.Value], evaluation_keys: fhe.EvaluationKeys) -> list[fhe.Value]:
+    def run(
+        self, arguments: Sequence[fhe.Value], evaluation_keys: fhe.EvaluationKeys
+    ) -> list[fhe.Value]:
         results = self.server().run(*arguments, evaluation_keys=evaluation_keys)
         return list(results) if isinstance(results, tuple) else [results]
 

@@ -122,7 +122,10 @@ class DequantizeOp(Op):
 
     def evaluate(self, operands: Sequence[np.ndarray]) -> np.ndarray:
         q = np.asarray(operands[0], dtype=np.float64)
-        scale, zero = channel_array(self.scale, self.axis), channel_array(self.zero_point, self.axis)
+        scale, zero = (
+            channel_array(self.scale, self.axis),
+            channel_array(self.zero_point, self.axis),
+        )
         return ((q - zero) * scale).astype(np.float32)
 
     def interval(
@@ -187,11 +190,16 @@ class LookupOp(Op):
         _require(not x.dtype.is_float, f"tfhe.lookup takes integers, found {x}")
         steps, values = self.thresholds.shape, self.values.shape
         _require(len(values) >= 1 and len(steps) == len(values), "table ranks differ")
-        _require(steps[:-1] == values[:-1] and steps[-1] + 1 == values[-1],
-                 f"thresholds {steps} do not fit values {values}")
+        _require(
+            steps[:-1] == values[:-1] and steps[-1] + 1 == values[-1],
+            f"thresholds {steps} do not fit values {values}",
+        )
         table_shape = values[:-1]
-        _require(np.broadcast_shapes(table_shape, x.shape) == x.shape,
-                 f"tables of shape {table_shape} do not broadcast to {x}")
+        try:
+            fits = np.broadcast_shapes(table_shape, x.shape) == x.shape
+        except ValueError:
+            fits = False
+        _require(fits, f"tables of shape {table_shape} do not broadcast to {x}")
         return TensorType(x.shape, DType.I64, x.secret)
 
     def evaluate(self, operands: Sequence[np.ndarray]) -> np.ndarray:
@@ -224,10 +232,10 @@ class LookupOp(Op):
         for index, (row_steps, row_values) in enumerate(rows):
             steps[index, : len(row_steps)] = row_steps
             values[index, : len(row_values)] = row_values
-            values[index, len(row_values):] = row_values[-1]  # padding never reached
+            values[index, len(row_values) :] = row_values[-1]  # padding never reached
         return cls(
-            DenseElements.from_array(steps.reshape(table_shape + (runs - 1,))),
-            DenseElements.from_array(values.reshape(table_shape + (runs,))),
+            DenseElements.from_array(steps.reshape((*table_shape, runs - 1))),
+            DenseElements.from_array(values.reshape((*table_shape, runs))),
         )
 
 
