@@ -4,6 +4,7 @@
     model = fhec.compile("model.onnx", backend="reference", calibration=samples)
     outputs = model.run({"input": x})
     model.save("model.fhec"); model = fhec.load("model.fhec")
+    trainer = fhec.compile_training("model.onnx", loss="cross-entropy", lr=0.1)
 
 Importing fhec is light: the frontend (onnx), the passes and the FHE libraries
 load on first use.
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from fhec.api import CompiledModel, compile, load
+    from fhec.training import TrainingModel, compile_training
 
 __all__ = [
     "ArtifactError",
@@ -26,8 +28,10 @@ __all__ = [
     "CompiledModel",
     "FhecError",
     "InputError",
+    "TrainingModel",
     "__version__",
     "compile",
+    "compile_training",
     "load",
 ]
 
@@ -37,4 +41,8 @@ def __getattr__(name: str) -> Any:
         from fhec import api
 
         return getattr(api, name)
+    if name in ("compile_training", "TrainingModel"):
+        from fhec import training
+
+        return getattr(training, name)
     raise AttributeError(f"module 'fhec' has no attribute {name!r}")

@@ -23,6 +23,8 @@ from fhec.passes import insert_mod_switch_ckks  # noqa: F401
 from fhec.passes import select_params_ckks  # noqa: F401
 from fhec.passes import validate_levels_ckks  # noqa: F401
 from fhec.passes import validate_scales_ckks  # noqa: F401
+from fhec.passes import promote_parameters  # noqa: F401
+from fhec.passes import differentiate  # noqa: F401
 from fhec.passes.base import (
     PASS_REGISTRY,
     Pass,

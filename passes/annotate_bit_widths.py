@@ -24,6 +24,16 @@ from fhec.passes.lower_to_integer import calibrated_integer_ranges, integer_widt
 from fhec.passes.round_accumulators import MAX_LOOKUP_BITS, rounded_width
 
 
+def bit_widths(module: Module) -> dict[ValueId, BitWidth]:
+    """The `#bits` annotation of every value that has one."""
+    widths: dict[ValueId, BitWidth] = {}
+    for value in module.graph:
+        width = module.graph.node(value).annotation(BitWidth)
+        if width is not None:
+            widths[value] = width
+    return widths
+
+
 @register_pass
 @dataclass(frozen=True, slots=True)
 class AnnotateBitWidths(Pass):

@@ -25,7 +25,7 @@ from fhec.ir.errors import CompileError, FhecError
 from fhec.ir.graph import Function, Module, Node, ValueId
 from fhec.ir.interval import Interval
 from fhec.ir.ops.core import ConstantOp
-from fhec.ir.ops.poly import Approximation, ChebyshevOp, series_range
+from fhec.ir.ops.poly import Approximation, ChebyshevOp, cheb_eval, series_range
 from fhec.passes.base import Pass, PassContext, PassKind, register_pass
 from fhec.passes.rewrite import erase_if_dead
 
@@ -136,9 +136,7 @@ class ApproximateActivations(Pass):
         best: tuple[np.ndarray, float] | None = None
         for degree in [*degrees, self.max_degree]:
             coefficients = _interpolate(fn, lo, hi, degree)
-            error = float(
-                np.max(np.abs(chebyshev.chebval(_unit(grid, lo, hi), coefficients) - exact))
-            )
+            error = float(np.max(np.abs(cheb_eval(_unit(grid, lo, hi), coefficients) - exact)))
             best = (coefficients, error)
             if error <= self.error_target:
                 break
@@ -155,7 +153,9 @@ def _interpolate(
 ) -> np.ndarray:
     """The interpolant at Chebyshev points of [lo, hi], its negligible terms dropped (odd
     or even functions leave half the coefficients at rounding level)."""
-    coefficients = chebyshev.chebinterpolate(lambda u: fn((u * (hi - lo) + lo + hi) / 2.0), degree)
+    coefficients = chebyshev.chebinterpolate(  # type: ignore[no-untyped-call]
+        lambda u: fn((u * (hi - lo) + lo + hi) / 2.0), degree
+    )
     scale = float(np.max(np.abs(coefficients))) or 1.0
     coefficients[np.abs(coefficients) < 1e-13 * scale] = 0.0
     last = int(np.flatnonzero(coefficients).max(initial=0))

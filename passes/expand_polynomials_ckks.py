@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-from numpy.polynomial import chebyshev
 
 from fhec.ir.graph import Function, Module, ValueId
 from fhec.ir.interval import Interval
@@ -30,7 +29,14 @@ from fhec.ir.op import Op
 from fhec.ir.ops.core import ConstantOp
 from fhec.ir.ops.elementwise import AddOp, MulOp, SubOp
 from fhec.ir.ops.linalg import GemmOp
-from fhec.ir.ops.poly import Approximation, ChebyshevOp, series_range
+from fhec.ir.ops.poly import (
+    Approximation,
+    ChebyshevOp,
+    cheb_add,
+    cheb_mul,
+    cheb_sub,
+    series_range,
+)
 from fhec.ir.types import TensorType
 from fhec.passes.base import Pass, PassContext, PassKind, register_pass
 from fhec.passes.rewrite import add_constant
@@ -77,7 +83,7 @@ class _Builder:
         return add_constant(self.function.graph, array, self.location)
 
     def mul(self, a: _Term, b: _Term) -> _Term:
-        return self.emit(MulOp(), [a.value, b.value], chebyshev.chebmul(a.series, b.series))
+        return self.emit(MulOp(), [a.value, b.value], cheb_mul(a.series, b.series))
 
     def scale(self, a: _Term, factor: float) -> _Term:
         return self.emit(MulOp(), [a.value, self.constant(factor)], a.series * factor)
@@ -86,17 +92,15 @@ class _Builder:
         return self.emit(AddOp(), [a.value, a.value], a.series * 2.0)
 
     def add(self, a: _Term, b: _Term) -> _Term:
-        return self.emit(AddOp(), [a.value, b.value], chebyshev.chebadd(a.series, b.series))
+        return self.emit(AddOp(), [a.value, b.value], cheb_add(a.series, b.series))
 
     def sub(self, a: _Term, b: _Term) -> _Term:
-        return self.emit(SubOp(), [a.value, b.value], chebyshev.chebsub(a.series, b.series))
+        return self.emit(SubOp(), [a.value, b.value], cheb_sub(a.series, b.series))
 
     def shift(self, a: _Term, number: float) -> _Term:
         if number == 0.0:
             return a
-        return self.emit(
-            AddOp(), [a.value, self.constant(number)], chebyshev.chebadd(a.series, [number])
-        )
+        return self.emit(AddOp(), [a.value, self.constant(number)], cheb_add(a.series, [number]))
 
     # -- the Chebyshev basis ----------------------------------------------------
     def power(self, index: int) -> _Term:
@@ -194,7 +198,7 @@ def _fold_map_into_gemm(
     if not all(isinstance(c, ConstantOp) for c in constants):
         return False
     factor, offset = 2.0 / (op.hi - op.lo), -(op.hi + op.lo) / (op.hi - op.lo)
-    bias = 0.0
+    bias = np.zeros(())
     if len(constants) == 2:
         assert isinstance(constants[1], ConstantOp)
         bias = gemm.op.beta * constants[1].value.array.astype(np.float64)

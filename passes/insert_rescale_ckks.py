@@ -84,12 +84,13 @@ class InsertRescaleCkks(Pass):
 
 
 def _waterline(module: Module) -> int | None:
-    scales = [
-        state.scale_bits
-        for value in module.graph
-        if isinstance(module.graph.node(value).op, InputOp)
-        and (state := module.graph.node(value).annotation(ckks.CkksState)) is not None
-    ]
+    """The largest scale of a secret input (None when nothing is encrypted)."""
+    scales: list[int] = []
+    for value in module.graph:
+        node = module.graph.node(value)
+        state = node.annotation(ckks.CkksState)
+        if isinstance(node.op, InputOp) and state is not None:
+            scales.append(state.scale_bits)
     return max(scales, default=None)
 
 

@@ -294,10 +294,9 @@ def _gemm(lw: _Lowering, node: Node, operands: tuple[ValueId, ...]) -> ValueId:
 def _product_bounds(lw: _Lowering, node: Node, bias: ValueId, beta: float) -> Interval | None:
     """Bounds of x @ W alone: the layer's range less its bias (for parameter selection)."""
     whole, bias_node = node.annotation(Interval), lw.graph.node(bias)
+    shift = bias_node.annotation(Interval)
     if isinstance(bias_node.op, ConstantOp):
         shift = Interval.of(beta * bias_node.op.value.array.astype(np.float64))
-    else:
-        shift = bias_node.annotation(Interval)
     if whole is None or shift is None:
         return None
     return whole - shift

@@ -160,7 +160,7 @@ class QuantizeTfhe(Pass):
         sources = self._source_axes(graph, layers)
         ranges = _channel_ranges(module, context.calibration, sources)
         after_layer = _downstream(graph, set(layers))
-        quantized: dict[ValueId, tuple[ValueId, Quantizer | list[Quantizer]]] = {}
+        quantized: dict[ValueId, tuple[ValueId, list[Quantizer]]] = {}
         for layer, axes in layers.items():
             operands = graph.operands(layer)
             source = operands[0]

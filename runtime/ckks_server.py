@@ -51,7 +51,7 @@ class CkksServer:
 
     def _checked(self, tensors: dict[str, CipherTensor]) -> dict[str, CipherTensor]:
         graph = self.module.graph
-        counts = set()
+        counts: set[int] = set()
         for value in self.module.function.inputs:
             node = graph.node(value)
             assert isinstance(node.op, InputOp)
@@ -61,7 +61,8 @@ class CkksServer:
             tensor = tensors.get(name)
             if tensor is None:
                 raise InputError(f"the encrypted inputs lack {name!r}")
-            planned = (node.type.shape[1:], state.scale_bits if state else None, 0)
+            assert state is not None, "pack-slots-ckks annotates secret inputs"
+            planned = (node.type.shape[1:], state.scale_bits, 0)
             found = (tensor.ciphertexts.shape, tensor.scale_bits, tensor.level)
             if found != planned:
                 raise InputError(

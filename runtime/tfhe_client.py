@@ -54,7 +54,7 @@ class TfheClient:
             raise InputError(f"the keys are not a concrete key set ({exc})") from None
         if keys is None:
             self._keys.generate()
-        self._evaluation_keys = self._keys.evaluation_keys().serialize()
+        self._evaluation_keys = bytes(self._keys.evaluation_keys().serialize())
         self.keys_id = digest(self._evaluation_keys)
         self._pending: dict[str, Encoded] = {}
 

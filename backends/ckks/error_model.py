@@ -108,7 +108,7 @@ def _propagate(
         return m[0] * e[1] + m[1] * e[0] + e[0] * e[1]
     if isinstance(op, ckks.MulPlainOp):
         plain = operands[1]
-        factor = magnitudes.get(plain, _constant_magnitude(graph, plain))
+        factor = magnitudes[plain]  # a constant's, or a public input's calibrated range
         return factor * e[0] + m[0] * noise.rounding / 2.0 ** states[plain].scale_bits
     if isinstance(op, ckks.MatMulPlainOp):
         weights = _constant(graph, operands[1])
@@ -129,7 +129,3 @@ def _constant(graph: Graph, encoded: ValueId) -> np.ndarray:
     source = graph.node(graph.operands(encoded)[0]).op
     assert isinstance(source, ConstantOp), "matmul weights are constants (pack-slots-ckks)"
     return source.value.array.astype(np.float64)
-
-
-def _constant_magnitude(graph: Graph, encoded: ValueId) -> float:
-    return float(np.max(np.abs(_constant(graph, encoded))))

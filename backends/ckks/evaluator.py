@@ -20,6 +20,7 @@ import seal
 
 from fhec.backends.ckks.seal_context import EvaluationKeys, SealContext
 from fhec.backends.ckks.serialization import CipherTensor
+from fhec.backends.ckks.tensors import batch_column
 from fhec.ir.errors import InputError, InternalCompilerError
 from fhec.ir.graph import Graph, Module, ValueId
 from fhec.ir.ops import ckks
@@ -47,6 +48,8 @@ class Evaluator:
         self.seal = context.evaluator
         self._zero = seal.Encryptor(context.seal, keys.public_key)
         self._layouts: dict[ValueId, np.ndarray] = {}
+        self._landings = _landings(module.graph)
+        self._landing: tuple[int, int] | None = None  # that of the product being computed
 
     def run(self, inputs: Mapping[str, Value]) -> dict[str, Value]:
         """Outputs by name, for inputs by name (secret ones as CipherTensors)."""
@@ -96,6 +99,7 @@ class Evaluator:
         method = _METHODS.get(type(op))
         if method is None:
             raise InternalCompilerError(f"the CKKS evaluator cannot run {op.name}", "ckks")
+        self._landing = self._landings.get(value)
         result = method(self, op, args)
         return CipherTensor(result, _count(args), state.scale_bits, state.level)
 
@@ -137,7 +141,7 @@ class Evaluator:
         for index in np.ndindex(out.shape):
             ct = cts[index]
             scale = self._plain_scale(plain, ct) if product else ct.scale()
-            encoded = self._encode(slots[(slice(None), *index)], scale, plain.level, cache)
+            encoded = self._encode(batch_column(slots, index), scale, plain.level, cache)
             if encoded is not None:
                 out[index] = combine(ct, encoded)
             else:  # x * 0 is a fresh zero; x + 0 is x
@@ -167,23 +171,33 @@ class Evaluator:
         return self.context.level_of(ct.parms_id())
 
     def _plain_scale(self, plain: _Plain, ct: seal.Ciphertext) -> float:
-        return self.context.canonical_scale(plain.scale_bits, plain.level)
+        """The planned scale of a plaintext factor; for a product bound for a modulus
+        switch (see `_landings`), the one that makes the product, once rescaled, land on
+        the planned scale of the level it is switched to: the switch then only drops
+        primes, and no correcting product and rescale are needed."""
+        if self._landing is None:
+            return self.context.canonical_scale(plain.scale_bits, plain.level)
+        level, bits = self._landing
+        prime = self.context.rescale_prime(plain.level)
+        return self.context.canonical_scale(bits, level) * prime / float(ct.scale())
 
     def _mod_switch(self, ct: seal.Ciphertext, levels: int, bits: int) -> seal.Ciphertext:
-        """Down `levels` levels, landing on the planned scale of the new level: the first
-        level goes by a product with 1 encoded at t * q / s (s the scale now, t the one
-        planned below, q the prime dropped) and a rescale, the others by dropping primes.
-        Plain dropping would keep s, and an addition there would have to relabel it."""
-        level = self._level(ct)
-        target = self.context.canonical_scale(bits, level + levels)
-        if ct.scale() != target:
-            factor = target * self.context.rescale_prime(level) / ct.scale()
-            one = self.context.encode(1.0, factor, level)
+        """Down `levels` levels, landing on the planned scale of the new level: unless
+        the scale is already that one (a product that landed), the first level goes by a
+        product with 1 encoded at t * q / s (s the scale now, t the one planned below, q
+        the prime dropped) and a rescale; the rest by dropping primes. Plain dropping
+        would keep s, and an addition there would have to relabel it."""
+        start = self._level(ct)
+        end = start + levels
+        target = self.context.canonical_scale(bits, end)
+        if abs(ct.scale() / target - 1.0) > 1e-12:
+            factor = target * self.context.rescale_prime(start) / ct.scale()
+            one = self.context.encode(1.0, factor, start)
             ct = self.seal.rescale_to_next(self.seal.multiply_plain(ct, one))
-            ct.scale(target)  # equal up to the last bits of the float arithmetic
-            if levels == 1:
-                return ct
-        return self.seal.mod_switch_to(ct, self.context.parms_id(level + levels))
+        if self._level(ct) < end:
+            ct = self.seal.mod_switch_to(ct, self.context.parms_id(end))
+        ct.scale(target)  # a new ciphertext either way; equal to the last bits of a double
+        return ct
 
     def _rescaled(self, ct: seal.Ciphertext, scale: float) -> seal.Ciphertext:
         """`ct` labeled with `scale` (a copy), where the true scales differ by drift only."""
@@ -201,7 +215,7 @@ class Evaluator:
         x, plain = args
         assert isinstance(x, CipherTensor) and isinstance(plain, _Plain)
         weights = np.asarray(plain.array, dtype=np.float64)
-        scale = self.context.canonical_scale(plain.scale_bits, plain.level)
+        scale = self._plain_scale(plain, x.ciphertexts.flat[0])
         out = np.empty((*x.ciphertexts.shape[:-1], weights.shape[1]), dtype=object)
         for index in np.ndindex(out.shape):
             row, column = index[:-1], index[-1]
@@ -258,9 +272,37 @@ def _layout_map(graph: Graph, value: ValueId) -> np.ndarray:
         row = offset + np.arange(per_sample, dtype=np.int64)
         ids.append(np.broadcast_to(row, (kind.type.shape[0], per_sample)).reshape(kind.type.shape))
         offset += per_sample
-    if node.op.name == "tensor.cast":
-        return ids[0][0]
-    return np.asarray(node.op.evaluate(ids)).astype(np.int64)[0]
+    moved = ids[0] if node.op.name == "tensor.cast" else node.op.evaluate(ids)
+    return np.asarray(np.asarray(moved).astype(np.int64)[0])
+
+
+def _landings(graph: Graph) -> dict[ValueId, tuple[int, int]]:
+    """Products (by a plaintext) bound for a modulus switch: product -> (level, scale
+    bits) the switch brings it to. The chain is product, rescale, then ops that keep the
+    scale (plaintext sums, negation, relinearization), each the only user of the last."""
+    found: dict[ValueId, tuple[int, int]] = {}
+    for value in graph:
+        node = graph.node(value)
+        state = node.annotation(ckks.CkksState)
+        if not isinstance(node.op, ckks.ModSwitchOp) or state is None:
+            continue
+        source = graph.operands(value)[0]
+        while isinstance(graph.node(source).op, _SCALE_KEEPING) and _only_user(graph, source):
+            source = graph.operands(source)[0]
+        if not (isinstance(graph.node(source).op, ckks.RescaleOp) and _only_user(graph, source)):
+            continue
+        product = graph.operands(source)[0]
+        products = (ckks.MulPlainOp, ckks.MatMulPlainOp)
+        if isinstance(graph.node(product).op, products) and _only_user(graph, product):
+            found[product] = (state.level, state.scale_bits)
+    return found
+
+
+_SCALE_KEEPING = (ckks.AddPlainOp, ckks.SubPlainOp, ckks.NegateOp, ckks.RelinearizeOp)
+
+
+def _only_user(graph: Graph, value: ValueId) -> bool:
+    return len(graph.users(value)) == 1
 
 
 def _fit_batch(array: np.ndarray, rank: int, count: int) -> np.ndarray:

@@ -13,13 +13,14 @@ entry for N = 65536, so that one size is created with SEAL's check off, ours on.
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 from dataclasses import dataclass
 
 import numpy as np
 import seal
 
-from fhec.ir.errors import FhecError
+from fhec.ir.errors import FhecError, InternalCompilerError
 from fhec.ir.ops.ckks import MAX_LOG_Q, CkksParams
 
 _SEAL_SECURITY = {
@@ -43,15 +44,19 @@ class SealContext:
         self.params = params
         parms = seal.EncryptionParameters(seal.scheme_type.ckks)
         parms.set_poly_modulus_degree(params.poly_degree)
-        parms.set_coeff_modulus(
-            seal.CoeffModulus.Create(params.poly_degree, list(params.coeff_bits))
-        )
+        try:
+            primes = seal.CoeffModulus.Create(params.poly_degree, list(params.coeff_bits))
+        except (ValueError, RuntimeError) as exc:  # e.g. too few NTT primes of that size
+            raise FhecError(
+                f"SEAL cannot make the CKKS modulus {params.coeff_bits}: {exc}"
+            ) from None
+        parms.set_coeff_modulus(primes)
         checked_by_seal = params.security and params.poly_degree <= _SEAL_TABLE_MAX_DEGREE
         level = _SEAL_SECURITY[params.security if checked_by_seal else 0]
         self.seal = seal.SEALContext(parms, True, level)
-        if not self.seal.parameters_set():
-            raise FhecError(
-                f"SEAL rejects the CKKS parameters: {self.seal.parameter_error_message()}"
+        if not self.seal.parameters_set():  # check() enforces SEAL's own rules first
+            raise InternalCompilerError(
+                f"SEAL rejects {params}: {self.seal.parameter_error_message()}", "ckks"
             )
         self.primes = tuple(int(m.value()) for m in parms.coeff_modulus())
         # Parameters and security level identify a context: data from another one is refused.
@@ -60,13 +65,8 @@ class SealContext:
         self.encoder = seal.CKKSEncoder(self.seal)
         self.evaluator = seal.Evaluator(self.seal)
         self._parms_ids = _parms_ids_by_level(self.seal)
-        if len(self._parms_ids) != params.depth + 1:
-            raise FhecError(
-                f"SEAL built {len(self._parms_ids)} levels, expected {params.depth + 1}"
-            )
-        self._level_scales = [2.0**params.scale_bits]
-        for level in range(params.depth):
-            self._level_scales.append(self._level_scales[-1] ** 2 / self.rescale_prime(level))
+        assert len(self._parms_ids) == params.depth + 1, "SEAL's chain has one level per prime"
+        self._level_scales = _level_scales(params.scale_bits, self.primes[1:-1])
 
     @property
     def slot_count(self) -> int:
@@ -82,9 +82,9 @@ class SealContext:
 
     def level_scale(self, level: int) -> float:
         """The true scale of a value at the waterline (nominal 2**scale_bits) at `level`:
-        2**scale_bits when fresh, then s_(l+1) = s_l**2 / q, q the prime a rescale from
-        level l divides by. Every product of two such values, rescaled, lands on it
-        exactly, so additions never have to relabel scales."""
+        s_(l+1) = s_l**2 / q, q the prime a rescale from level l divides by, so that every
+        product of two such values, rescaled, lands on it exactly and additions never
+        relabel scales. Fresh ciphertexts take s_0 (see `_level_scales`)."""
         return self._level_scales[level]
 
     def canonical_scale(self, bits: int, level: int) -> float:
@@ -117,6 +117,21 @@ class SealContext:
 
     def decode(self, plain: seal.Plaintext, count: int) -> np.ndarray:
         return np.asarray(self.encoder.decode(plain), dtype=np.float64)[:count]
+
+
+def _level_scales(bits: int, rescaling_primes: tuple[int, ...]) -> list[float]:
+    """The scales s_l = s_(l-1)**2 / q_l from an s_0 chosen so that none strays from
+    2**bits. With log2 s_l = bits + a_l and log2 q_l = bits + b_l, a_l = 2 a_(l-1) - b_l:
+    from a_0 = 0 the primes' offsets (all below 2**bits, about 1e-6 each) would double
+    level after level (a factor 2**40 after 40 levels); a_0 = sum_j 2**-j b_j makes
+    every a_l a weighted mean of the b_j, so |a_l| <= max |b_j|."""
+    dropped = rescaling_primes[::-1]  # SEAL divides by the last prime first
+    offsets = [math.log2(q) - bits for q in dropped]
+    start = sum(offset / 2.0 ** (j + 1) for j, offset in enumerate(offsets))
+    scales = [2.0 ** (bits + start)]
+    for prime in dropped:
+        scales.append(scales[-1] ** 2 / prime)
+    return scales
 
 
 def _parms_ids_by_level(context: seal.SEALContext) -> list[list[int]]:

@@ -177,7 +177,8 @@ def load_secret_keys(data: bytes, context: SealContext) -> SecretKeys:
 def dump_ciphertexts(
     tensors: Mapping[str, CipherTensor], context: SealContext, key_id: str
 ) -> bytes:
-    meta, blobs = [], []
+    meta: list[dict[str, object]] = []
+    blobs: list[bytes] = []
     for name, tensor in tensors.items():
         meta.append(
             {

@@ -24,14 +24,24 @@ def encrypt_tensor(
         )
     if not np.all(np.isfinite(values)):
         raise InputError(f"input {name!r} holds NaN or infinite values")
+    fresh_scale = encryptor.context.canonical_scale(scale_bits, 0)
     cts = np.empty(values.shape[1:], dtype=object)
     for index in np.ndindex(cts.shape):
-        cts[index] = encryptor.encrypt(values[(slice(None), *index)], 2.0**scale_bits)
+        cts[index] = encryptor.encrypt(batch_column(values, index), fresh_scale)
     return CipherTensor(cts, values.shape[0], scale_bits, 0)
 
 
 def decrypt_tensor(encryptor: Encryptor, tensor: CipherTensor) -> np.ndarray:
     out = np.empty(tensor.shape, dtype=np.float64)
     for index in np.ndindex(tensor.ciphertexts.shape):
-        out[(slice(None), *index)] = encryptor.decrypt(tensor.ciphertexts[index], tensor.count)
+        out[_column_key(index)] = encryptor.decrypt(tensor.ciphertexts[index], tensor.count)
     return out
+
+
+def batch_column(array: np.ndarray, index: tuple[int, ...]) -> np.ndarray:
+    """The values of element `index` of every sample (axis 0 is the batch)."""
+    return np.asarray(array[_column_key(index)])
+
+
+def _column_key(index: tuple[int, ...]) -> tuple[slice | int, ...]:
+    return (slice(None), *index)

@@ -23,6 +23,7 @@ from fhec.ir.errors import ArtifactError, CompileError, InputError
 from fhec.ir.graph import Module
 from fhec.ir.ops.tfhe import BitWidth, LookupOp, QuantizeOp, RoundOp
 from fhec.ir.signature import Signature
+from fhec.passes.annotate_bit_widths import bit_widths
 
 Arrays = dict[str, np.ndarray]
 MODES = ("execute", "simulate")
@@ -67,12 +68,22 @@ class TfheCircuit:
 
     # -- reporting and saving ----------------------------------------------------------
     def report(self) -> dict[str, object]:
+        """The IR's facts (lookups, widths) and concrete's (bootstraps, keys, error)."""
+        stats = self.statistics
         return {
-            "tfhe": {
-                **integer_report(self.module),
-                "concrete": self.statistics,
-                "config": self.program.config.to_json(),
-            }
+            "scheme": f"TFHE (concrete-python {concrete_version()})",
+            **integer_report(self.module),
+            "programmable_bootstraps": stats.get("programmable_bootstrap_count"),
+            "key_bytes": {
+                "secret": stats.get("size_of_secret_keys"),
+                "bootstrap": stats.get("size_of_bootstrap_keys"),
+                "keyswitch": stats.get("size_of_keyswitch_keys"),
+            },
+            "p_error": stats.get("p_error"),
+            "global_p_error": stats.get("global_p_error"),
+            "complexity": stats.get("complexity"),
+            "concrete": stats,
+            "config": self.program.config.to_json(),
         }
 
     def to_files(self) -> dict[str, bytes]:
@@ -100,7 +111,7 @@ def build_circuit(
             "the module has no encrypted integer input: it did not go through the tfhe pipeline",
             hint="compile with backend='tfhe' and its default pipeline",
         )
-    samples = cast(list[dict[str, np.ndarray]], list(options.get("calibration", None) or []))
+    samples = list(cast(list[dict[str, np.ndarray]], options.get("calibration") or []))
     emitted = emit(module, codec, samples, config)
     return TfheCircuit(module, signature, ServerProgram(emitted.mlir, config), emitted.statistics)
 
@@ -137,42 +148,34 @@ def _gate_shape(gate: dict[str, object]) -> tuple[int, ...]:
 
 
 def integer_report(module: Module) -> dict[str, object]:
-    """What the IR says: quantizers, lookups (one bootstrap per element), widths."""
+    """What the IR says: the lookups (one bootstrap per element), widths, quantizers."""
     graph = module.graph
-    layers = []
-    lookups = 0
+    lines: list[str] = []
+    lookups: list[tuple[int, int]] = []  # (elements, input bits) per lookup op
     for value in graph:
         node = graph.node(value)
         if not isinstance(node.op, LookupOp):
             continue
-        lookups += node.type.size
-        source = graph.operands(value)[0]
-        source_node = graph.node(source)
-        width = source_node.annotation(BitWidth)
-        rounding = source_node.op.lsbs if isinstance(source_node.op, RoundOp) else 0
-        layers.append(
-            {
-                "at": node.location.describe(),
-                "lookups": node.type.size,
-                "input_bits": width.width if width else None,
-                "rounded_bits": rounding,
-            }
+        source = graph.node(graph.operands(value)[0])
+        width = source.annotation(BitWidth)
+        lookups.append((node.type.size, width.width if width is not None else 0))
+        rounded = (
+            f", {source.op.lsbs} low bits rounded off" if isinstance(source.op, RoundOp) else ""
+        )
+        lines.append(
+            f"{node.location.describe()}: {node.type.size} x {lookups[-1][1]}-bit{rounded}"
         )
     quantizers = [
-        {
-            "at": graph.node(v).location.describe(),
-            "bits": op.bits,
-            "scale": op.scale,
-            "zero_point": op.zero_point,
-        }
+        f"{graph.node(v).location.describe()}: {op.bits} bits"
+        + (f", {len(op.scale)} channels" if len(op.scale) > 1 else "")
         for v in graph
         if isinstance(op := graph.node(v).op, QuantizeOp)
     ]
-    widths = [a.width for v in graph if (a := graph.node(v).annotation(BitWidth)) is not None]
+    widths = [width.width for width in bit_widths(module).values()]
     return {
-        "lookup_count": lookups,
-        "max_lookup_bits": max((layer["input_bits"] or 0 for layer in layers), default=0),
+        "lookups": sum(count for count, _ in lookups),
+        "lookup_layers": lines,
+        "max_lookup_bits": max((bits for _, bits in lookups), default=0),
         "max_bit_width": max(widths, default=0),
-        "lookups": layers,
-        "input_quantizers": quantizers,
+        "encrypted_inputs": quantizers,
     }

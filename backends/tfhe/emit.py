@@ -25,6 +25,7 @@ from fhec.ir.graph import Graph, Module, ValueId
 from fhec.ir.ops.core import ConstantOp
 from fhec.ir.ops.linalg import MatMulOp
 from fhec.ir.ops.tfhe import BitWidth, LookupOp, RoundOp
+from fhec.passes.annotate_bit_widths import bit_widths
 
 # Statistics of concrete's compiled program copied into the compile report.
 STATISTICS = (
@@ -158,16 +159,12 @@ def _plain(value: object) -> object:
 def _compile_error(module: Module, exc: RuntimeError) -> CompileError:
     """Concrete found no parameters (or refused a width): name the widest value."""
     graph = module.graph
-    widest = max(
-        (v for v in graph if graph.node(v).annotation(BitWidth) is not None),
-        key=lambda v: graph.node(v).annotation(BitWidth).width,  # type: ignore[union-attr]
-        default=None,
-    )
+    widths = bit_widths(module)
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if widest is None:
+    if not widths:
         return CompileError(f"concrete cannot compile this circuit: {reason}")
-    width = graph.node(widest).annotation(BitWidth)
-    assert width is not None
+    widest = max(widths, key=lambda v: widths[v].width)
+    width = widths[widest]
     return CompileError(
         f"concrete cannot compile this circuit ({reason}); its widest value is this layer's "
         f"{width.width}-bit integer",

@@ -44,7 +44,7 @@ class ClientKeys:
         self._ensure()
         keys = self._client.keys
         assert keys is not None
-        return keys.serialize()
+        return bytes(keys.serialize())
 
     def evaluation_keys(self) -> fhe.EvaluationKeys:
         self._ensure()

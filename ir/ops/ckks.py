@@ -286,7 +286,7 @@ class NegateOp(_Unary):
     name = "ckks.negate"
 
     def evaluate(self, operands: Sequence[np.ndarray]) -> np.ndarray:
-        return np.negative(operands[0])
+        return np.asarray(np.negative(operands[0]))
 
     def interval(self, operands: Sequence[Interval], constants: Constants) -> Interval | None:
         return -operands[0]

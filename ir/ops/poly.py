@@ -22,6 +22,23 @@ from fhec.ir.ops.common import UnaryElementwise
 from fhec.ir.types import TensorType
 
 
+# Typed doors to numpy's (untyped) Chebyshev-series helpers; a series is its coefficients.
+def cheb_eval(u: np.ndarray | float, coefficients: Sequence[float] | np.ndarray) -> np.ndarray:
+    return np.asarray(chebyshev.chebval(u, np.asarray(coefficients, dtype=np.float64)))  # type: ignore[no-untyped-call]
+
+
+def cheb_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.asarray(chebyshev.chebmul(a, b), dtype=np.float64)  # type: ignore[no-untyped-call]
+
+
+def cheb_add(a: np.ndarray, b: np.ndarray | Sequence[float]) -> np.ndarray:
+    return np.asarray(chebyshev.chebadd(a, b), dtype=np.float64)  # type: ignore[no-untyped-call]
+
+
+def cheb_sub(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.asarray(chebyshev.chebsub(a, b), dtype=np.float64)  # type: ignore[no-untyped-call]
+
+
 def to_unit_interval(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """The affine map of [lo, hi] onto [-1, 1], where Chebyshev polynomials live."""
     return (2.0 * np.asarray(x, dtype=np.float64) - (lo + hi)) / (hi - lo)
@@ -54,7 +71,7 @@ class ChebyshevOp(UnaryElementwise):
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         u = to_unit_interval(x, self.lo, self.hi)
-        return np.asarray(chebyshev.chebval(u, np.array(self.coefficients)))
+        return cheb_eval(u, self.coefficients)
 
     def interval(
         self, operands: Sequence[Interval], constants: Sequence[np.ndarray | None]
@@ -66,17 +83,19 @@ class ChebyshevOp(UnaryElementwise):
 
 
 def series_range(
-    coefficients: Sequence[float], x_lo: float, x_hi: float, lo: float, hi: float
+    coefficients: Sequence[float] | np.ndarray, x_lo: float, x_hi: float, lo: float, hi: float
 ) -> Interval:
     """Bounds of the series on [x_lo, x_hi]: its extremes are at the ends or where its
     derivative vanishes, so the ends plus the real critical points give them exactly."""
-    series = chebyshev.Chebyshev(np.array(coefficients, dtype=np.float64), domain=[lo, hi])
+    coefficients = np.asarray(coefficients, dtype=np.float64)
     points = [x_lo, x_hi]
-    if series.degree() >= 2:
-        for root in series.deriv().roots():
-            if abs(root.imag) < 1e-9 and x_lo <= root.real <= x_hi:
-                points.append(float(root.real))
-    values = series(np.array(points))
+    if len(coefficients) >= 3:
+        slope = chebyshev.chebder(coefficients)  # type: ignore[no-untyped-call]
+        for root in chebyshev.chebroots(slope):  # type: ignore[no-untyped-call]
+            x = (float(root.real) * (hi - lo) + lo + hi) / 2.0  # back from [-1, 1]
+            if abs(root.imag) < 1e-9 and x_lo <= x <= x_hi:
+                points.append(x)
+    values = cheb_eval(to_unit_interval(np.array(points), lo, hi), coefficients)
     return Interval(float(values.min()), float(values.max()))
 
 

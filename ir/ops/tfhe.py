@@ -71,11 +71,12 @@ class QuantizeOp(Op):
     def unclipped(self, x: np.ndarray) -> np.ndarray:
         """x / scale + zero_point, before rounding and clipping (the client checks it)."""
         scale = channel_array(self.scale, self.axis)
-        return np.asarray(x, dtype=np.float64) / scale + channel_array(self.zero_point, self.axis)
+        steps = np.asarray(x, dtype=np.float64) / scale + channel_array(self.zero_point, self.axis)
+        return np.asarray(steps)
 
     def evaluate(self, operands: Sequence[np.ndarray]) -> np.ndarray:
         low, high = self.bounds
-        return np.clip(np.rint(self.unclipped(operands[0])), low, high).astype(np.int64)
+        return np.asarray(np.clip(np.rint(self.unclipped(operands[0])), low, high), np.int64)
 
     def interval(
         self, operands: Sequence[Interval], constants: Sequence[np.ndarray | None]
@@ -126,7 +127,7 @@ class DequantizeOp(Op):
             channel_array(self.scale, self.axis),
             channel_array(self.zero_point, self.axis),
         )
-        return ((q - zero) * scale).astype(np.float32)
+        return np.asarray((q - zero) * scale, dtype=np.float32)
 
     def interval(
         self, operands: Sequence[Interval], constants: Sequence[np.ndarray | None]

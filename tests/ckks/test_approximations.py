@@ -243,3 +243,15 @@ def ew_gemm() -> Op:
     from fhec.ir.ops.linalg import GemmOp
 
     return GemmOp()
+
+
+def test_a_point_range_still_gets_an_interval() -> None:
+    """A value calibrated to one number (say, a constant feature) is fitted on a small
+    interval around it rather than refused."""
+    result, _ = _approximated(_module(ew.SigmoidOp(), 2.0, 2.0))
+    record = next(
+        result.graph.node(v).annotation(Approximation)
+        for v in result.graph
+        if result.graph.node(v).annotation(Approximation)
+    )
+    assert record is not None and record.lo < 2.0 < record.hi and record.hi - record.lo < 0.01

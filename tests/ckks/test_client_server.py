@@ -139,3 +139,58 @@ def test_saved_circuit_loads_and_checks_its_file(tiny: Compiled) -> None:
     altered = files["ckks.json"].replace(b'"scale_bits": 40', b'"scale_bits": 30')
     with pytest.raises(ArtifactError, match="does not match"):
         CKKS_BACKEND.load(tiny.module, tiny.signature, {"ckks.json": altered})
+
+
+def test_server_checks_what_it_is_sent(tiny: Compiled) -> None:
+    from fhec.backends.ckks.serialization import CipherTensor, dump_ciphertexts, load_ciphertexts
+
+    client = CkksClient(tiny.module, tiny.signature)
+    server = CkksServer(tiny.module, client.evaluation_keys())
+    context, key_id = server.context, client.key_id
+    with pytest.raises(InputError, match="the encrypted inputs lack 'x'"):
+        server.run(dump_ciphertexts({}, context, key_id))
+    x = load_ciphertexts(client.encrypt({"x": CALIBRATION[:2]}), context)[0]["x"]
+    narrow = CipherTensor(x.ciphertexts[:2], x.count, x.scale_bits, x.level)
+    with pytest.raises(InputError, match=r"is \(shape, scale, level\) \(\(2,\), 40, 0\)"):
+        server.run(dump_ciphertexts({"x": narrow}, context, key_id))
+    crowded = CipherTensor(x.ciphertexts, 5000, x.scale_bits, x.level)
+    with pytest.raises(InputError, match=r"hold \[5000\] samples; need one count in 1..2048"):
+        server.run(dump_ciphertexts({"x": crowded}, context, key_id))
+    with pytest.raises(InputError, match=r"the reply holds \['x'\], not outputs"):
+        client.decrypt(client.encrypt({"x": CALIBRATION[:2]}))
+
+
+def test_server_refuses_outputs_computed_in_the_clear() -> None:
+    from ckks_helpers import tiny_model
+    from onnx import TensorProto, helper
+
+    model = tiny_model([helper.make_node("Mul", ["x", "x"], ["y"], name="square")], {}, 4, 4)
+    model.graph.input.append(helper.make_tensor_value_info("p", TensorProto.FLOAT, ["N", 4]))
+    model.graph.node.append(helper.make_node("Neg", ["p"], ["z"], name="flip"))
+    model.graph.output.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 4]))
+    data = {"x": CALIBRATION[:8], "p": CALIBRATION[8:16]}
+    options = {**FAST, "annotate-secrecy": "public=p"}
+    compiled = compile_ckks(model, data, 8, options)
+    client = CkksClient(compiled.module, compiled.signature)
+    server = CkksServer(compiled.module, client.evaluation_keys())
+    with pytest.raises(CompileError, match="outputs must all depend on its encrypted inputs"):
+        server.run(client.encrypt(data), {"p": data["p"]})
+    circuit = CKKS_BACKEND.build(compiled.module, compiled.signature, {})
+    np.testing.assert_allclose(circuit.run(data)["z"], -data["p"])  # in one process: fine
+
+
+def test_batch_shaped_constants_limit_the_samples_per_run() -> None:
+    from ckks_helpers import tiny_model
+    from onnx import helper
+
+    offsets = np.arange(12, dtype=np.float32).reshape(3, 4)  # one row per sample of a batch of 3
+    model = tiny_model(
+        [helper.make_node("Add", ["x", "c"], ["y"], name="shift")], {"c": offsets}, 4, 4
+    )
+    compiled = compile_ckks(model, {"x": CALIBRATION[:3]}, 3, FAST)
+    circuit = CKKS_BACKEND.build(compiled.module, compiled.signature, {})
+    np.testing.assert_allclose(
+        circuit.run({"x": CALIBRATION[:2]})["y"], CALIBRATION[:2] + offsets[:2], atol=1e-4
+    )
+    with pytest.raises(InputError, match="a constant varies over a batch of 3"):
+        circuit.run({"x": CALIBRATION[:4]})

@@ -110,3 +110,68 @@ def test_waterline_keeps_low_scale_products_unrescaled() -> None:
     always = compile_ckks(model, {"x": X}, 16, {**options, "insert-rescale-ckks": "policy=always"})
     assert "ckks.rescale(%" in str(always.module)
     assert "scale_bits = 20, level = 1" in str(always.module)
+
+
+def _two_inputs(nodes: list[object], second: list[int | str]) -> object:
+    from onnx import TensorProto
+
+    model = tiny_model(nodes, {}, outputs=4)  # type: ignore[arg-type]
+    model.graph.input.append(helper.make_tensor_value_info("p", TensorProto.FLOAT, second))
+    return model
+
+
+def test_operands_that_must_be_constants() -> None:
+    public = {**FAST, "annotate-secrecy": "public=p"}
+    data = {"x": X, "p": X}
+    divide = _two_inputs([helper.make_node("Div", ["x", "p"], ["y"], name="ratio")], ["N", 4])
+    with pytest.raises(CompileError, match=r"node 'ratio'.*needs the divisor to be a constant"):
+        compile_ckks(divide, data, 16, public)  # type: ignore[arg-type]
+    dense = _two_inputs([helper.make_node("Gemm", ["x", "p"], ["y"], name="dense")], [4, 4])
+    with pytest.raises(CompileError, match=r"node 'dense'.*needs the weights to be a constant"):
+        compile_ckks(dense, {"x": X, "p": X[:4]}, 16, public)  # type: ignore[arg-type]
+    product = _two_inputs([helper.make_node("MatMul", ["x", "p"], ["y"], name="bilinear")], [4, 4])
+    with pytest.raises(CompileError, match=r"node 'p'.*keeps the batch axis"):  # secret weights
+        compile_ckks(product, {"x": X, "p": X[:4]}, 16, FAST)  # type: ignore[arg-type]
+    batched = _two_inputs(
+        [helper.make_node("MatMul", ["x", "p"], ["y"], name="bilinear")], ["N", 4, 4]
+    )
+    del batched.graph.output[:]  # type: ignore[attr-defined]
+    result = helper.make_tensor_value_info("y", 1, ["N", "M", 4])  # (16, 4) @ (16, 4, 4)
+    batched.graph.output.append(result)  # type: ignore[attr-defined]
+    weights = np.repeat(X[:, :, None], 4, axis=2)
+    with pytest.raises(CompileError, match=r"node 'bilinear'.*MatMul on encrypted values needs"):
+        compile_ckks(batched, {"x": X, "p": weights}, 16, FAST)  # type: ignore[arg-type]
+
+
+def test_mixing_encrypted_and_public_in_a_concat() -> None:
+    model = _two_inputs(
+        [helper.make_node("Concat", ["x", "p"], ["y"], name="join", axis=1)], ["N", 4]
+    )
+    model.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 8  # type: ignore[attr-defined]
+    with pytest.raises(CompileError, match=r"node 'join'.*mixing encrypted and public values"):
+        compile_ckks(model, {"x": X, "p": X}, 16, {**FAST, "annotate-secrecy": "public=p"})  # type: ignore[arg-type]
+
+
+def test_a_scalar_secret_input_has_no_batch_axis() -> None:
+    from onnx import TensorProto
+
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "x"], ["y"], name="square")],
+        "scalar",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(CompileError, match=r"node 'x'.*scalar secret input has no batch axis"):
+        compile_ckks(model, {"x": np.float32(0.5)}, 1, FAST)
+
+
+def test_parameters_that_cannot_exist() -> None:
+    square = tiny_model([helper.make_node("Mul", ["x", "x"], ["y"], name="square")], {}, outputs=4)
+    with pytest.raises(CompileError, match="a batch of 40000 samples does not fit 32768 slots"):
+        compile_ckks(square, {"x": X}, 40000)
+    big = {"pack-slots-ckks": "scale_bits=58", "select-params-ckks": "security=0"}
+    with pytest.raises(
+        CompileError, match=r"node 'square'.*needs a \d+-bit last prime; SEAL's limit is 60"
+    ):
+        compile_ckks(square, {"x": X * 100}, 16, big)

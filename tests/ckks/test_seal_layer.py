@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import seal
@@ -15,6 +17,7 @@ from fhec.backends.ckks.serialization import (
     load_ciphertexts,
     load_evaluation_keys,
     load_secret_keys,
+    pack,
 )
 from fhec.ir.errors import ArtifactError, FhecError
 from fhec.ir.ops.ckks import MAX_LOG_Q, CkksParams
@@ -128,3 +131,79 @@ def test_ciphertexts_of_another_key_set_refused(small: SealContext) -> None:
         load_ciphertexts(data, small, mine.key_id)
     with pytest.raises(ArtifactError, match="expected secret keys"):
         load_secret_keys(dump_evaluation_keys(mine.evaluation, small), small)
+
+
+def test_modulus_seal_cannot_make_refused() -> None:
+    # Only one prime of 17 bits is 1 mod 2N = 65536 (65537): SEAL finds too few.
+    with pytest.raises(FhecError, match="SEAL cannot make the CKKS modulus"):
+        SealContext(CkksParams(32768, (17, 17), 17, 0))
+
+
+def _reheader(data: bytes, **changes: object) -> bytes:
+    """`data` with header fields changed (the payload and its checksum kept)."""
+    import json
+    import struct
+
+    (length,) = struct.unpack_from("<I", data, 8)
+    header = json.loads(data[12 : 12 + length])
+    header.update(changes)
+    encoded = json.dumps(header).encode()
+    return data[:8] + struct.pack("<I", len(encoded)) + encoded + data[12 + length :]
+
+
+def test_malformed_envelopes_refused(small: SealContext) -> None:
+    keys, other = SecretKeys.generate(small), SecretKeys.generate(small)
+    ciphertext = _tensor(small, keys, np.ones((1, 1))).ciphertexts[0].to_string()
+    entry = {"name": "x", "shape": [2], "count": 1, "scale_bits": 30, "level": 0}
+    cases = [
+        (
+            load_evaluation_keys,
+            pack("evaluation_keys", small, "k", None, [b"x"]),
+            "wrong number of keys",
+        ),
+        (
+            load_evaluation_keys,
+            pack("evaluation_keys", small, "k", None, [b"x", b"y"]),
+            "SEAL refuses the public key",
+        ),
+        (load_secret_keys, pack("secret_keys", small, "k", None, [b"x"]), "wrong number of parts"),
+        (
+            load_secret_keys,
+            pack(
+                "secret_keys",
+                small,
+                keys.key_id,
+                None,
+                [keys.secret_key.to_string(), dump_evaluation_keys(other.evaluation, small)],
+            ),
+            "key ids differ",
+        ),
+        (
+            load_ciphertexts,
+            pack("ciphertexts", small, "k", [entry], [ciphertext]),
+            "missing ciphertexts",
+        ),
+        (
+            load_ciphertexts,
+            pack("ciphertexts", small, "k", [{**entry, "shape": [1]}], [ciphertext] * 2),
+            "extra ciphertexts",
+        ),
+        (
+            load_ciphertexts,
+            pack("ciphertexts", small, "k", [{"name": "x"}], []),
+            "corrupted ('shape')",
+        ),
+        (
+            load_ciphertexts,
+            _reheader(pack("ciphertexts", small, "k", [], []), format_version=2),
+            "format version 2",
+        ),
+        (
+            load_ciphertexts,
+            _reheader(pack("ciphertexts", small, "k", [], [b"ab"]), sizes=[1]),
+            "sizes do not add up",
+        ),
+    ]
+    for load, data, found in cases:
+        with pytest.raises(ArtifactError, match=re.escape(found)):
+            load(data, small)  # type: ignore[operator]

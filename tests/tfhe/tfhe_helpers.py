@@ -28,13 +28,15 @@ def tfhe_pipeline(**options: str) -> list[str]:
 
 def lower(
     model: onnx.ModelProto | str | Path,
-    calibration: dict[str, np.ndarray],
-    passes: Sequence[str] | None = None,
+    calibration: dict[str, np.ndarray] | None,
+    until: str | None = None,
     **options: str,
 ) -> CompiledModel:
-    """The model through the tfhe pipeline (`passes` replaces it), run by the reference
+    """The model through the tfhe pipeline (up to pass `until`), run by the reference
     backend: the integer module the circuit computes, in clear."""
-    names = list(passes) if passes is not None else tfhe_pipeline(**options)
+    names = tfhe_pipeline(**options)
+    if until is not None:
+        names = names[: [n.split("{")[0] for n in names].index(until) + 1]
     return fhec.compile(model, backend="reference", calibration=calibration, pipeline=names)
 
 
