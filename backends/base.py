@@ -21,7 +21,14 @@ Arrays = dict[str, np.ndarray]
 
 
 class Circuit(Protocol):
-    """A compiled module, ready to run batches of exactly the compiled input shapes."""
+    """A compiled module, ready to run batches of the compiled input shapes.
+
+    `samples_per_run` is how many samples one `run` takes on the batch axis: None means
+    exactly the compiled batch size (the runtime pads the last chunk); a number means
+    any count up to it (CKKS's batch layout: one sample per slot), so nothing is padded.
+    """
+
+    samples_per_run: int | None
 
     def run(self, inputs: Arrays, mode: str) -> Arrays:
         """Keygen (once) + encrypt + evaluate + decrypt, or the backend's simulation."""

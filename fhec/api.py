@@ -33,10 +33,10 @@ if TYPE_CHECKING:
 Calibration = Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]]
 
 # The backends `fhec.compile` accepts; the CLI and `fhec demo` take their list from here.
-BACKENDS: tuple[str, ...] = ("reference",)
+BACKENDS: tuple[str, ...] = ("reference", "ckks")
 # Backends that build a circuit (backends/base.py's `Backend`), as "module:attribute",
 # imported only when used. The reference backend interprets the IR and needs none.
-BACKEND_OBJECTS: dict[str, str] = {}
+BACKEND_OBJECTS: dict[str, str] = {"ckks": "fhec.backends.ckks:CKKS_BACKEND"}
 MODES = ("execute", "simulate")
 
 
@@ -61,7 +61,19 @@ class CompiledModel:
 
         if mode not in MODES:
             raise InputError(f"unknown run mode {mode!r}", hint=f"use one of: {', '.join(MODES)}")
-        return run_batched(self.signature, inputs, self._chunk_runner(mode))
+        per_run = self.circuit.samples_per_run if self.circuit and mode == "execute" else None
+        return run_batched(
+            self.signature, inputs, self._chunk_runner(mode), samples_per_run=per_run
+        )
+
+    @property
+    def error_bound(self) -> dict[str, float]:
+        """The predicted maximum absolute error of each output (CKKS), by output name;
+        zero for the reference backend, which computes the model exactly."""
+        bound = self.report.get("error_bound")
+        if isinstance(bound, dict):
+            return {str(k): float(v) for k, v in bound.items()}
+        return {spec.name: 0.0 for spec in self.signature.outputs}
 
     def _chunk_runner(self, mode: str) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
         circuit = self.circuit

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, NoReturn, TypeAlias
 
 from fhec import __version__
 from fhec.api import BACKENDS, MODES
-from fhec.training import DEFAULT_BATCH_SIZE, LOSSES, TRAINING_BACKENDS
 from fhec.ir.errors import FhecError
+from fhec.training import DEFAULT_BATCH_SIZE, LOSSES, TRAINING_BACKENDS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -456,18 +456,25 @@ def _add_train(commands: Commands) -> None:
         "--trainable",
         nargs="+",
         default=["last"],
-        metavar="last|NAME",
-        help="initializers to train (default: last = the last Gemm's weights and bias)",
+        metavar="NAME",
+        help="initializer names to train, or last (the default): the last Gemm's weights "
+        "and bias",
     )
     parser.add_argument("--loss", required=True, choices=LOSSES)
     parser.add_argument("--lr", required=True, type=positive_float, help="learning rate")
-    parser.add_argument("--epochs", type=positive_int, default=1, metavar="E")
+    parser.add_argument(
+        "--epochs", type=positive_int, default=1, metavar="E", help="passes over the data "
+        "(default 1)"
+    )
     parser.add_argument(
         "--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, metavar="B",
         help=f"samples per step (default {DEFAULT_BATCH_SIZE})",
     )
     parser.add_argument("--backend", choices=TRAINING_BACKENDS, default="reference")
-    parser.add_argument("--momentum", type=momentum_value, default=0.0, metavar="M")
+    parser.add_argument(
+        "--momentum", type=momentum_value, default=0.0, metavar="M",
+        help="SGD momentum in [0, 1) (default 0)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the shuffling (default 0)")
     parser.add_argument(
         "--model-output", metavar="NAME", help="the output the loss reads (default: the first)"

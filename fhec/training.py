@@ -43,8 +43,10 @@ WIRED_BACKENDS: tuple[str, ...] = ("reference",)
 # The values of passes.differentiate.Loss, spelled here so the CLI need not import passes.
 LOSSES: tuple[str, ...] = ("mse", "bce", "cross-entropy")
 # The transforms of the common pipeline, run between promote-parameters and differentiate.
-STEP_PREFIX = "infer-shapes,fold-constants,fold-batchnorm,canonicalize,fold-constants," \
-    "eliminate-dead-code"
+STEP_PREFIX = ",".join((
+    "infer-shapes", "fold-constants", "fold-batchnorm", "canonicalize", "fold-constants",
+    "eliminate-dead-code",
+))
 DEFAULT_BATCH_SIZE = 32
 
 
@@ -102,6 +104,13 @@ class TrainingModel:
         from fhec.runtime.training import export_onnx
 
         return export_onnx(self.proto, self.trainer.weights, path)
+
+    @property
+    def signature(self) -> Signature:
+        """The step function's inputs (features, label, weights, velocities) and outputs."""
+        from fhec.runtime.training import step_signature
+
+        return step_signature(self.module)
 
     @property
     def ir(self) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeAlias
 
 import numpy as np
@@ -216,7 +217,8 @@ def _gelu(a: Adjoint) -> Sequence[ValueId | None]:
 
 
 def _gelu_tanh_slope(e: Emitter, x: ValueId) -> ValueId:
-    """y = x (1 + t) / 2, t = tanh(c (x + k x^3)): y' = (1 + t) / 2 + x (1 - t^2) c (1 + 3k x^2) / 2."""
+    """y = x (1 + t) / 2 with t = tanh(c (x + k x^3)), so
+    y' = (1 + t) / 2 + x (1 - t^2) c (1 + 3k x^2) / 2."""
     c, k = math.sqrt(2.0 / math.pi), 0.044715
     x2 = e.mul(x, x)
     t = e.emit(ew.TanhOp(), e.scale(e.mul(x, e.shift(e.scale(x2, k), 1.0)), c))
@@ -244,7 +246,8 @@ def _chebyshev(a: Adjoint) -> Sequence[ValueId | None]:
     if op.degree == 0:
         return (a.grad(0, lambda: a.e.scale(a.dy, 0.0)),)
     # d/dx T(u(x)) = T'(u) du/dx, du/dx = 2 / (hi - lo): again a series on [lo, hi]
-    slope = chebyshev.chebder(np.array(op.coefficients)) * (2.0 / (op.hi - op.lo))
+    series = chebyshev.chebder(np.array(op.coefficients))  # type: ignore[no-untyped-call]
+    slope = np.asarray(series, dtype=np.float64) * (2.0 / (op.hi - op.lo))
     derivative = ChebyshevOp(tuple(float(c) for c in slope), op.lo, op.hi)
     return a.pointwise(lambda: a.e.emit(derivative, a.x[0]))
 
@@ -257,15 +260,13 @@ def _gemm(a: Adjoint) -> Sequence[ValueId | None]:
     g, e, (first, second) = a.op, a.e, a.x[:2]
     assert isinstance(g, GemmOp)
     alpha, dy = g.alpha, a.dy
-    if g.trans_a:  # dA = (dy B'^T)^T = B' dy^T
-        d_first = lambda: e.emit(GemmOp(alpha, 1.0, g.trans_b, True), second, dy)  # noqa: E731
-    else:
-        d_first = lambda: e.emit(GemmOp(alpha, 1.0, False, not g.trans_b), dy, second)  # noqa: E731
-    if g.trans_b:  # dB = (A'^T dy)^T = dy^T A'
-        d_second = lambda: e.emit(GemmOp(alpha, 1.0, True, g.trans_a), dy, first)  # noqa: E731
-    else:
-        d_second = lambda: e.emit(GemmOp(alpha, 1.0, not g.trans_a, False), first, dy)  # noqa: E731
-    grads = [a.grad(0, d_first), a.grad(1, d_second)]
+    # trans_a: dA = (dy B'^T)^T = B' dy^T; trans_b: dB = (A'^T dy)^T = dy^T A'
+    first_op, first_args = ((GemmOp(alpha, 1.0, g.trans_b, True), (second, dy)) if g.trans_a
+                            else (GemmOp(alpha, 1.0, False, not g.trans_b), (dy, second)))
+    second_op, second_args = ((GemmOp(alpha, 1.0, True, g.trans_a), (dy, first)) if g.trans_b
+                              else (GemmOp(alpha, 1.0, not g.trans_a, False), (first, dy)))
+    grads = [a.grad(0, lambda: e.emit(first_op, *first_args)),
+             a.grad(1, lambda: e.emit(second_op, *second_args))]
     if len(a.x) == 3:
         grads.append(a.grad(2, lambda: e.scale(dy, g.beta) if g.beta != 1.0 else dy))
     return grads
@@ -337,12 +338,17 @@ def _batch_norm(a: Adjoint) -> Sequence[ValueId | None]:
     x, scale, _, mean, var = a.x
     rank = len(a.shape(0))
     channels = (a.shape(0)[1], *([1] * (rank - 2)))
-    inv_std = e.reshape(e.div(e.constant(1.0, var), e.emit(ew.SqrtOp(), e.shift(var, op.epsilon))), channels)
+    std = e.emit(ew.SqrtOp(), e.shift(var, op.epsilon))
+    inv_std = e.reshape(e.div(e.constant(1.0, var), std), channels)
     other_axes = (0, *range(2, rank))
-    normalized = lambda: e.mul(e.sub(x, e.reshape(mean, channels)), inv_std)  # noqa: E731
+
+    def d_scale() -> ValueId:  # sum of dy * (x - mean) / std
+        normalized = e.mul(e.sub(x, e.reshape(mean, channels)), inv_std)
+        return e.sum(e.mul(a.dy, normalized), other_axes, keepdims=False)
+
     return (
         a.grad(0, lambda: e.mul(a.dy, e.mul(e.reshape(scale, channels), inv_std))),
-        a.grad(1, lambda: e.sum(e.mul(a.dy, normalized()), other_axes, keepdims=False)),
+        a.grad(1, d_scale),
         a.grad(2, lambda: e.sum(a.dy, other_axes, keepdims=False)),
         None,
         None,
@@ -362,8 +368,8 @@ def _log_softmax(a: Adjoint) -> Sequence[ValueId | None]:
     assert isinstance(op, LogSoftmaxOp)
     axis = (op.axis % len(a.shape(0)),)
     # dx = dy - softmax(x) * sum(dy), softmax(x) = exp(y)
-    probabilities = lambda: e.emit(ew.ExpOp(), a.y)  # noqa: E731
-    return (a.grad(0, lambda: e.sub(a.dy, e.mul(probabilities(), e.sum(a.dy, axis, True)))),)
+    return (a.grad(0, lambda: e.sub(a.dy, e.mul(e.emit(ew.ExpOp(), a.y),
+                                                 e.sum(a.dy, axis, True)))),)
 
 
 # -- layout and reductions --------------------------------------------------------
@@ -383,7 +389,10 @@ def _reduction(a: Adjoint) -> Sequence[ValueId | None]:
     if not op.axes:
         return (a.grad(0, lambda: a.dy),)  # no axes: no reduction
     kept = tuple(1 if i in op.axes else d for i, d in enumerate(shape))
-    spread = lambda: e.emit(BroadcastOp(shape), e.reshape(a.dy, kept))  # noqa: E731
+
+    def spread() -> ValueId:
+        return e.emit(BroadcastOp(shape), e.reshape(a.dy, kept))
+
     if isinstance(op, ReduceSumOp):
         return (a.grad(0, spread),)
     count = math.prod(shape[i] for i in op.axes)
@@ -394,12 +403,13 @@ def _concat(a: Adjoint) -> Sequence[ValueId | None]:
     op, e = a.op, a.e
     assert isinstance(op, ConcatOp)
     rank, total = len(a.shape(0)), e.type(a.y).shape[op.axis]
-    grads, offset = [], 0
+    grads: list[ValueId | None] = []
+    offset = 0
     for index in range(len(a.x)):
         size = a.shape(index)[op.axis]
         pads = [0] * (2 * rank)  # negative pads crop dy to this operand's slice
         pads[op.axis], pads[rank + op.axis] = -offset, -(total - offset - size)
-        grads.append(a.grad(index, lambda p=tuple(pads): e.emit(PadOp(p), a.dy)))
+        grads.append(a.grad(index, partial(e.emit, PadOp(tuple(pads)), a.dy)))
         offset += size
     return grads
 
@@ -414,7 +424,8 @@ def _pad(a: Adjoint) -> Sequence[ValueId | None]:
 def _cast(a: Adjoint) -> Sequence[ValueId | None]:
     source = a.e.type(a.x[0]).dtype
     if not (source.is_float and a.e.type(a.y).dtype.is_float):
-        raise NoDerivative(f"a cast between {source} and {a.e.type(a.y).dtype} is not differentiable")
+        target = a.e.type(a.y).dtype
+        raise NoDerivative(f"a cast between {source} and {target} is not differentiable")
     return (a.grad(0, lambda: a.e.emit(CastOp(source), a.dy)),)
 
 

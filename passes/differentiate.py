@@ -91,7 +91,8 @@ class Differentiate(Pass):
         function, graph = module.function, module.graph
         params = self._parameters(module)
         out_name, out = self._output(module)
-        label = _new_input(module, LABEL_INPUT, graph.node(out).type, Location(LABEL_INPUT, "Input"))
+        label_location = Location(LABEL_INPUT, "Input")
+        label = _new_input(module, LABEL_INPUT, graph.node(out).type, label_location)
         emitter = Emitter(graph, Location(LOSS_OUTPUT, LOSS_OP_TYPES[self.loss]))
         built = _build_loss(emitter, self.loss, out, label, out_name)
         grads = _gradients(graph, built.start, built.gradient, params)

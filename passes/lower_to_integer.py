@@ -25,24 +25,26 @@ covers its calibrated values, as concrete's table covers it, sampled every
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from fhec.ir.errors import CompileError, FhecError, InternalCompilerError
-from fhec.ir.graph import Graph, Module, ValueId
+from fhec.ir.graph import Graph, Module, Node, ValueId
 from fhec.ir.location import Location
 from fhec.ir.op import Op
 from fhec.ir.ops.common import BinaryElementwise, UnaryElementwise
 from fhec.ir.ops.core import ConstantOp, InputOp
 from fhec.ir.ops.elementwise import AddOp
-from fhec.ir.ops.linalg import GemmOp, MatMulOp
+from fhec.ir.ops.linalg import ConvOp, GemmOp, MatMulOp
+from fhec.ir.ops.nn import AvgPoolOp
+from fhec.ir.ops.shape import PadOp, ReshapeOp
 from fhec.ir.ops.tfhe import DequantizeOp, LookupOp, QuantizeOp, RoundOp, channel_array
 from fhec.ir.types import DType, TensorType
 from fhec.passes.base import Pass, PassContext, PassKind, Sample, register_pass
-from fhec.passes.quantize_tfhe import layer_axes
+from fhec.passes.quantize_tfhe import PASS_THROUGH, layer_axes
 
-SERVER_OPS = (MatMulOp, LookupOp, RoundOp)
+SERVER_OPS = (MatMulOp, ConvOp, PadOp, ReshapeOp, LookupOp, RoundOp)
 _CHUNK = 1 << 22  # table entries computed per numpy call
 
 
@@ -99,9 +101,10 @@ class LowerToInteger(Pass):
 
     def run(self, module: Module, context: PassContext) -> None:
         graph = module.graph
+        built: dict[ValueId, _Integers] = {}  # pass-through ops lowered so far
         for value in graph.topological_order():
             if _is_encrypted_layer(graph, value):
-                _lower_layer(module, value)
+                _lower_layer(module, value, built)
         if not any(isinstance(graph.node(v).op, QuantizeOp) for v in graph):
             raise CompileError(
                 "the model has no layer to compute on encrypted data",
@@ -140,12 +143,22 @@ def _is_encrypted_layer(graph: Graph, value: ValueId) -> bool:
     return layer_axes(op, graph.node(operands[1]).type.rank) is not None
 
 
-def _lower_layer(module: Module, value: ValueId) -> None:
+@dataclass(frozen=True, slots=True)
+class _Integers:
+    """Encrypted integers a layer reads: its float input is scale * (value - zero)."""
+
+    value: ValueId
+    scale: float
+    zero: np.ndarray  # one, or one per input channel
+
+
+def _lower_layer(module: Module, value: ValueId, built: dict[ValueId, _Integers]) -> None:
     graph = module.graph
     node = graph.node(value)
     operands = graph.operands(value)
     weights, w_dequantize = _quantized_weights(graph, value, operands[1])
-    q_in, x_dequantize = _quantized_operand(graph, value, operands[0])
+    x = _integer_input(graph, value, operands[0], built)
+    alpha, beta, axis = 1.0, 1.0, -1
     if isinstance(node.op, GemmOp):
         if node.op.trans_a:
             raise CompileError(
@@ -155,54 +168,111 @@ def _lower_layer(module: Module, value: ValueId) -> None:
             )
         alpha, beta = node.op.alpha, node.op.beta
         weights = weights.T if node.op.trans_b else weights
-        w_scale = w_dequantize.scale
-    elif isinstance(node.op, MatMulOp) and weights.ndim == 2:
-        alpha, beta, w_scale = 1.0, 1.0, w_dequantize.scale
-    else:
-        raise CompileError(
-            f"{node.op.name} with weights of shape {weights.shape} has no integer lowering yet",
-            node.location,
-            hint="the TFHE backend lowers Gemm and MatMul by a matrix; Conv is not done yet",
-        )
-    x_scale = _uniform(x_dequantize.scale, node.location)
-    scale = np.asarray(w_scale) * (alpha * x_scale)
-    # acc counts from the zero points: sum_k (q_k - z_k) W[k, j] = acc_j - sum_k z_k W[k, j]
-    x_zero = np.broadcast_to(np.asarray(x_dequantize.zero_point, dtype=np.int64), weights.shape[:1])
-    zero = x_zero @ weights
-    scale = np.broadcast_to(scale, zero.shape)
+    if isinstance(node.op, ConvOp):
+        # concrete convolves without padding: pad the integers first, with the zero
+        # point (float 0), so every tap reads a value the zero correction expects
+        x = _padded(graph, node, x)
+        integer_op: Op = replace(node.op, pads=(0,) * len(node.op.pads))
+        zero = _conv_zero(x, weights)
+        axis = 1 - weights.ndim  # the output's channel axis (1), from the end
+    else:  # Gemm, or a MatMul by a matrix (layer_axes admits no other)
+        integer_op = MatMulOp()
+        # acc counts from the zero points: sum_k (q_k - z_k) W[k, j] = acc_j - sum_k z_k W[k, j]
+        zero = np.broadcast_to(x.zero, weights.shape[:1]) @ weights
+    scale = np.broadcast_to(np.asarray(w_dequantize.scale) * (alpha * x.scale), zero.shape)
     at = node.location
     constant = graph.add(ConstantOp.of(weights), [], TensorType(weights.shape, DType.I64), at)
-    product = graph.add(MatMulOp(), [q_in, constant], _type(MatMulOp(), graph, q_in, constant), at)
-    dequantize = DequantizeOp(tuple(float(s) for s in scale), tuple(int(z) for z in zero), -1)
+    product = graph.add(
+        integer_op, [x.value, constant], _type(integer_op, graph, x.value, constant), at
+    )
+    dequantize = DequantizeOp(tuple(float(s) for s in scale), tuple(int(z) for z in zero), axis)
     result = graph.add(dequantize, [product], _type(dequantize, graph, product), at)
     if len(operands) == 3:
-        result = _add_bias(graph, value, result, operands[2], beta)
+        result = _add_bias(graph, value, result, operands[2], beta, -axis - 1)
     module.function.replace_uses(value, result)
     graph.remove(value)
 
 
-def _uniform(scales: tuple[float, ...], location: Location) -> float:
-    if len(set(scales)) != 1:
-        raise CompileError(
-            "this layer's input has one scale per channel left in its dequantize",
-            location,
-            hint="quantize-tfhe moves activation scales into the weights; run it",
+def _padded(graph: Graph, node: Node, x: _Integers) -> _Integers:
+    assert isinstance(node.op, ConvOp)
+    if not any(node.op.pads):
+        return x
+    if x.zero.size != 1:  # quantize-tfhe quantizes a padded Conv's input per tensor
+        raise InternalCompilerError(
+            f"per-channel integers reach {node.location.describe()}", "lower-to-integer"
         )
-    return scales[0]
+    half = len(node.op.pads) // 2
+    pads = (0, 0, *node.op.pads[:half], 0, 0, *node.op.pads[half:])
+    pad = PadOp(pads, float(x.zero[0]))
+    padded = graph.add(pad, [x.value], _type(pad, graph, x.value), node.location)
+    return _Integers(padded, x.scale, x.zero)
 
 
-def _quantized_operand(
-    graph: Graph, layer: ValueId, operand: ValueId
-) -> tuple[ValueId, DequantizeOp]:
-    op = graph.node(operand).op
+def _conv_zero(x: _Integers, weights: np.ndarray) -> np.ndarray:
+    """sum over (c, *k) of z_c W[m, c, *k], per output channel m."""
+    zeros = np.broadcast_to(x.zero, (weights.shape[1],)) if x.zero.size == 1 else x.zero
+    taps = weights.reshape(weights.shape[0], weights.shape[1], -1).sum(axis=2)
+    return np.asarray(taps @ zeros, dtype=np.int64)
+
+
+def _integer_input(
+    graph: Graph, layer: ValueId, operand: ValueId, built: dict[ValueId, _Integers]
+) -> _Integers:
+    """The integers behind a layer's input: a quantizer's, through the reshapes and
+    average pools quantize-tfhe left between it and the layer."""
+    node = graph.node(operand)
     producers = graph.operands(operand)
-    if isinstance(op, DequantizeOp) and isinstance(graph.node(producers[0]).op, QuantizeOp):
-        return producers[0], op
+    if isinstance(node.op, DequantizeOp) and isinstance(graph.node(producers[0]).op, QuantizeOp):
+        zero = np.asarray(node.op.zero_point, dtype=np.int64)
+        return _Integers(producers[0], _uniform(node.op.scale, node.location), zero)
+    if isinstance(node.op, PASS_THROUGH):
+        if operand not in built:
+            inner = _integer_input(graph, layer, producers[0], built)
+            built[operand] = _pass_through(graph, operand, inner)
+        return built[operand]
     raise CompileError(
         "the encrypted input of this layer is not quantized",
         graph.node(layer).location,
         hint="run quantize-tfhe before lower-to-integer",
     )
+
+
+def _pass_through(graph: Graph, value: ValueId, inner: _Integers) -> _Integers:
+    node = graph.node(value)
+    at = node.location
+    if inner.zero.size != 1:  # quantize-tfhe quantizes per tensor before these
+        raise InternalCompilerError(
+            f"per-channel integers reach {at.describe()}", "lower-to-integer"
+        )
+    if isinstance(node.op, ReshapeOp):
+        reshaped = graph.add(node.op, [inner.value], _type(node.op, graph, inner.value), at)
+        return _Integers(reshaped, inner.scale, inner.zero)
+    assert isinstance(node.op, AvgPoolOp)
+    if any(node.op.pads) or node.op.ceil_mode:  # windows of unequal sizes
+        raise CompileError(
+            "AveragePool with padding or ceil_mode between encrypted layers is not supported",
+            at,
+            hint="pool without padding, or run the pool in clear after the last layer",
+        )
+    # A mean is a sum over each window (a grouped convolution by ones) over K taps:
+    # the 1/K goes into the scale, and the zero point counts K times.
+    channels = graph.node(inner.value).type.shape[1]
+    ones = np.ones((channels, 1, *node.op.kernel), dtype=np.int64)
+    taps = int(np.prod(node.op.kernel))
+    window_sum = ConvOp(node.op.strides, node.op.pads, node.op.dilations, channels)
+    constant = graph.add(ConstantOp.of(ones), [], TensorType(ones.shape, DType.I64), at)
+    summed = graph.add(
+        window_sum, [inner.value, constant], _type(window_sum, graph, inner.value, constant), at
+    )
+    return _Integers(summed, inner.scale / taps, inner.zero * taps)
+
+
+def _uniform(scales: tuple[float, ...], location: Location) -> float:
+    if len(set(scales)) != 1:  # quantize-tfhe moves per-channel scales into the weights
+        raise InternalCompilerError(
+            f"the input of {location.describe()} keeps per-channel scales", "lower-to-integer"
+        )
+    return scales[0]
 
 
 def _quantized_weights(
@@ -229,12 +299,16 @@ def _quantized_weights(
     )
 
 
-def _add_bias(graph: Graph, layer: ValueId, result: ValueId, bias: ValueId, beta: float) -> ValueId:
+def _add_bias(
+    graph: Graph, layer: ValueId, result: ValueId, bias: ValueId, beta: float, trailing: int
+) -> ValueId:
+    """result + beta * bias, the bias given `trailing` unit axes (a Conv's is per channel)."""
     stored = graph.node(bias).op
     at = graph.node(layer).location
     if not isinstance(stored, ConstantOp):
-        raise CompileError("the bias (input C) of this layer must be a constant", at)
+        raise CompileError("the bias of this layer must be a constant", at)
     scaled = (np.asarray(stored.value.array, dtype=np.float64) * beta).astype(np.float32)
+    scaled = scaled.reshape(scaled.shape + (1,) * trailing)
     constant = graph.add(ConstantOp.of(scaled), [], TensorType(scaled.shape, DType.F32), at)
     return graph.add(AddOp(), [result, constant], _type(AddOp(), graph, result, constant), at)
 
@@ -253,11 +327,16 @@ def calibrated_integer_ranges(module: Module, samples: Sequence[Sample]) -> dict
 
     if not samples:
         raise CompileError(
-            "lower-to-integer needs calibration data to size its table lookups",
+            "the TFHE integer passes need calibration data: it sets the lookups' widths",
             hint="pass calibration=... (fhec compile --calibration DATA.npz)",
         )
     graph = module.graph
-    integers = [v for v in graph if isinstance(graph.node(v).op, (QuantizeOp, *SERVER_OPS))]
+    integers = [
+        v
+        for v in graph
+        if isinstance(graph.node(v).op, (QuantizeOp, *SERVER_OPS))
+        and not graph.node(v).type.dtype.is_float
+    ]
     seen: dict[ValueId, tuple[int, int]] = {}
     for sample in samples:
         values = evaluate_all(module, sample)

@@ -1,17 +1,19 @@
 """quantize-tfhe: post-training quantization of the linear layers, from calibration data.
 
-Applies to: modules whose encrypted inputs reach Gemm / MatMul layers with constant
-weights. Requires: calibration samples in the pass context, and `annotate-ranges`
-(its `#range` sets per-tensor quantizers). Establishes the QDQ form lower-to-integer
-reads. The secret operand x of each layer becomes `tfhe.dequantize(tfhe.quantize(x))`
-(one pair per value, shared by its users) with n-bit quantizers fitted to x's
-calibrated range, per tensor or per channel (the layer's input features). Each
-activation scale s_k then moves into the layer's weights, W'[k, :] = s_k W[k, :], so
-the dequantize gives q - z in quantization steps and the weights W' are quantized
-(`weight_bits`, per output channel or per tensor) to `tfhe.dequantize` of an i64
-constant: one integer product serves whatever per-channel scales x has. Biases stay
-float (lower-to-integer folds them into table lookups). The module still evaluates
-in float, as the quantized model: its clear accuracy is the reference backend's.
+Applies to: modules whose encrypted inputs reach Gemm / MatMul / Conv layers with
+constant weights, possibly through Reshape (Flatten) and AveragePool. Requires:
+calibration samples in the pass context, and `annotate-ranges` (its `#range` sets
+per-tensor quantizers). Establishes the QDQ form lower-to-integer reads. The secret
+input x of each layer (or the value before the reshapes and average pools that lead
+to it) becomes `tfhe.dequantize(tfhe.quantize(x))` (one pair per value, shared by its
+users) with n-bit quantizers fitted to x's calibrated range, per tensor or per
+channel (the layer's input features). Each activation scale s_k then moves into the
+layer's weights, W'[k, :] = s_k W[k, :], so the dequantize gives q - z in
+quantization steps and the weights W' are quantized (`weight_bits`, per output
+channel or per tensor) to `tfhe.dequantize` of an i64 constant: one integer product
+serves whatever per-channel scales x has. Biases stay float (lower-to-integer folds
+them into table lookups). The module still evaluates in float, as the quantized
+model: its clear accuracy is the reference backend's.
 
 Quantizers (`scheme`, `weight_scheme`): asymmetric maps [min(lo, 0), max(hi, 0)] onto
 [0, 2^n - 1] with a zero point (0 stays exact, as padding needs); symmetric maps
@@ -33,6 +35,8 @@ from fhec.ir.interval import Interval
 from fhec.ir.op import Op
 from fhec.ir.ops.core import ConstantOp
 from fhec.ir.ops.linalg import ConvOp, GemmOp, MatMulOp
+from fhec.ir.ops.nn import AvgPoolOp
+from fhec.ir.ops.shape import ReshapeOp
 from fhec.ir.ops.tfhe import DequantizeOp, QuantizeOp
 from fhec.ir.types import TensorType
 from fhec.passes.base import Pass, PassContext, PassKind, Sample, register_pass
@@ -97,7 +101,25 @@ def layer_axes(op: Op, weight_rank: int) -> LayerAxes | None:
         )
     if isinstance(op, MatMulOp) and weight_rank == 2:
         return LayerAxes(-1, -2, -1)
+    if isinstance(op, ConvOp):  # x (N, C, *s), w (M, C / group, *k)
+        return LayerAxes(1 - weight_rank, 1 - weight_rank, -weight_rank)
     return None
+
+
+# Linear ops without weights that a quantized value can go through on its way to a
+# layer (lower-to-integer computes them on the integers): the quantizer sits before.
+PASS_THROUGH = (ReshapeOp, AvgPoolOp)
+
+
+def quantization_source(graph: Graph, layer: ValueId) -> tuple[ValueId, list[ValueId]]:
+    """The value a layer's input is quantized at, and the pass-through ops from it to
+    the layer (first to last)."""
+    path: list[ValueId] = []
+    value = graph.operands(layer)[0]
+    while isinstance(graph.node(value).op, PASS_THROUGH):
+        path.append(value)
+        value = graph.operands(value)[0]
+    return value, path[::-1]
 
 
 def quantize_weights(
@@ -147,7 +169,6 @@ class QuantizeTfhe(Pass):
 
     def run(self, module: Module, context: PassContext) -> None:
         graph = module.graph
-        _reject_unsupported_layers(graph)
         layers = {v: axes for v in graph.topological_order() if (axes := _layer(graph, v))}
         if not layers:
             return
@@ -162,16 +183,18 @@ class QuantizeTfhe(Pass):
         after_layer = _downstream(graph, set(layers))
         quantized: dict[ValueId, tuple[ValueId, list[Quantizer]]] = {}
         for layer, axes in layers.items():
-            operands = graph.operands(layer)
-            source = operands[0]
+            source, path = quantization_source(graph, layer)
             if source not in quantized:
                 bits = self.bits if source in after_layer else self.input_bits or self.bits
                 quantized[source] = self._quantize_activation(
                     graph, source, layer, ranges[source], sources[source], bits
                 )
             dequantized, quantizers = quantized[source]
+            first = path[0] if path else layer
+            graph.set_operands(first, (dequantized, *graph.operands(first)[1:]))
+            operands = graph.operands(layer)
             weights = self._quantize_weights(graph, layer, operands[1], axes, quantizers)
-            graph.set_operands(layer, (dequantized, weights, *operands[2:]))
+            graph.set_operands(layer, (operands[0], weights, *operands[2:]))
             if not graph.users(operands[1]):
                 graph.remove(operands[1])
 
@@ -182,8 +205,13 @@ class QuantizeTfhe(Pass):
         (asked for, or the layers reading it disagree on its feature axis)."""
         axes: dict[ValueId, int | None] = {}
         for layer, layer_axes_ in layers.items():
-            source = graph.operands(layer)[0]
-            axis = layer_axes_.activation if self.per_channel_activations else None
+            source, path = quantization_source(graph, layer)
+            op = graph.node(layer).op
+            # per channel only where the scales map onto the weights' input channels
+            channels = self.per_channel_activations and not path
+            # (a padded Conv pads with one zero point, a grouped one mixes the mapping)
+            channels = channels and not (isinstance(op, ConvOp) and (op.group > 1 or any(op.pads)))
+            axis = layer_axes_.activation if channels else None
             axes[source] = axis if axes.get(source, axis) == axis else None
         return axes
 
@@ -257,21 +285,6 @@ def _layer(graph: Graph, value: ValueId) -> LayerAxes | None:
     if not isinstance(weights.op, ConstantOp):
         return None  # lower-to-integer says why it cannot compute this layer
     return layer_axes(graph.node(value).op, weights.type.rank)
-
-
-def _reject_unsupported_layers(graph: Graph) -> None:
-    """Layers with no integer lowering yet: computing them in clear on the client
-    instead would hand it the model's heaviest work, unannounced."""
-    for value in graph:
-        node = graph.node(value)
-        operands = graph.operands(value)
-        if isinstance(node.op, ConvOp) and graph.node(operands[0]).type.secret:
-            raise CompileError(
-                "Conv on encrypted data has no TFHE lowering yet",
-                node.location,
-                hint="the TFHE backend computes Gemm and MatMul layers; use the CKKS backend "
-                "for convolutional models",
-            )
 
 
 def _downstream(graph: Graph, layers: set[ValueId]) -> set[ValueId]:

@@ -64,14 +64,20 @@ def run_batched(
     signature: Signature,
     inputs: Inputs,
     run_chunk: Callable[[dict[str, np.ndarray]], Outputs],
+    *,
+    samples_per_run: int | None = None,
 ) -> Outputs:
+    """Outputs of `run_chunk` over chunks of the compiled batch size (the last one padded),
+    or, with `samples_per_run`, over chunks of up to that many samples (none padded)."""
     checked, samples = check_inputs(signature, inputs)
     size = compiled_batch_size(signature)
     if size is None:
         return run_chunk(checked)
+    pad = samples_per_run is None
+    size = size if samples_per_run is None else samples_per_run
     pieces: list[Outputs] = []
     for start in range(0, samples, size):
-        chunk = {s.name: _chunk(s, checked[s.name], start, size) for s in signature.inputs}
+        chunk = {s.name: _chunk(s, checked[s.name], start, size, pad) for s in signature.inputs}
         pieces.append(run_chunk(chunk))
     return _join(signature, pieces, samples)
 
@@ -127,17 +133,19 @@ def _check_integer_range(where: str, array: np.ndarray, target: np.dtype[np.gene
         )
 
 
-def _chunk(spec: TensorSpec, array: np.ndarray, start: int, size: int) -> np.ndarray:
+def _chunk(
+    spec: TensorSpec, array: np.ndarray, start: int, size: int, pad: bool = True
+) -> np.ndarray:
     if spec.batch_axis is None:
         return array
     piece = np.take(
         array, range(start, min(start + size, array.shape[spec.batch_axis])), axis=spec.batch_axis
     )
     missing = size - piece.shape[spec.batch_axis]
-    if missing:
-        pad = [(0, 0)] * piece.ndim
-        pad[spec.batch_axis] = (0, missing)
-        piece = np.pad(piece, pad)
+    if missing and pad:
+        widths = [(0, 0)] * piece.ndim
+        widths[spec.batch_axis] = (0, missing)
+        piece = np.pad(piece, widths)
     return np.ascontiguousarray(piece)
 
 

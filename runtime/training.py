@@ -10,6 +10,7 @@ encrypt, evaluate and decrypt. Everything here is scheme-independent.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fhec.ir.errors import FhecError, InputError
-from fhec.ir.signature import Signature
+from fhec.ir.graph import Module
+from fhec.ir.ops.core import InputOp
+from fhec.ir.signature import Signature, TensorSpec
 from fhec.runtime.batching import check_inputs
 
 if TYPE_CHECKING:
@@ -106,13 +109,13 @@ def split_labels(data: Mapping[str, np.ndarray], what: str) -> tuple[Arrays, np.
     return {k: v for k, v in data.items() if k != LABEL}, np.asarray(data[LABEL])
 
 
-def epoch_batches(samples: int, batch_size: int, rng: np.random.Generator | None
-                  ) -> list[np.ndarray]:
+def epoch_batches(samples: int, batch_size: int, rng: np.random.Generator | None,
+                  what: str = "the training data") -> list[np.ndarray]:
     """Index arrays of the full batches of one epoch (shuffled by `rng` when given); the
     last `samples % batch_size` samples of the order are left out, as the step's shapes
     are fixed (and padding would bias the gradient)."""
     if samples < batch_size:
-        raise InputError(f"the training data holds {samples} samples, fewer than the batch "
+        raise InputError(f"{what} holds {samples} samples, fewer than the batch "
                          f"size {batch_size}", hint="use a smaller batch size")
     order = rng.permutation(samples) if rng is not None else np.arange(samples)
     full = samples - samples % batch_size
@@ -222,7 +225,7 @@ def _progress(plan: list[list[np.ndarray]], progress: bool | None) -> Iterator[n
 
 
 def export_onnx(proto: onnx.ModelProto, weights: Mapping[str, np.ndarray],
-                path: str | Path) -> Path:
+                path: str | os.PathLike[str]) -> Path:
     """Write `proto` with the initializers named in `weights` replaced (their dtypes kept)."""
     import onnx
     from onnx import numpy_helper
@@ -257,5 +260,19 @@ def step_samples(trainer: Trainer, data: Mapping[str, np.ndarray]) -> list[Array
     return [
         {**{k: v[batch] for k, v in checked.items()}, LABEL: encoded[batch],
          **trainer.weights, **trainer.velocities}
-        for batch in epoch_batches(samples, trainer.batch_size, None)
+        for batch in epoch_batches(samples, trainer.batch_size, None, "the calibration data")
     ]
+
+
+def step_signature(module: Module) -> Signature:
+    """The step function's interface: every input and output at its compiled shape (a
+    step takes exactly one batch, so no axis is split by the runtime)."""
+    graph = module.graph
+    inputs = []
+    for value in module.function.inputs:
+        op = graph.node(value).op
+        assert isinstance(op, InputOp)
+        inputs.append(TensorSpec(op.input_name, op.type.shape, op.type.dtype))
+    outputs = [TensorSpec(name, graph.node(v).type.shape, graph.node(v).type.dtype)
+               for name, v in module.function.outputs]
+    return Signature(tuple(inputs), tuple(outputs))

@@ -46,6 +46,8 @@ class CkksCircuit:
                 hint="compile with backend='ckks' and at least one encrypted input",
             )
         self.module, self.signature, self.params = module, signature, params
+        # Batch layout: one sample per slot, so one run takes up to `slots` samples.
+        self.samples_per_run: int | None = params.slots
         self.context = SealContext(params)
         self.error_bound = error_bounds(module, self.context)
         self._keys: SecretKeys | None = None

@@ -2,10 +2,12 @@
 compiled with the quantized calibration inputset.
 
 Each server op maps to one concrete construct: `linalg.matmul` by clear weights to
-`x @ W`, `tfhe.round` to `fhe.round_bit_pattern`, `tfhe.lookup` to `fhe.univariate`
-of its own `evaluate` (concrete tabulates it on every integer the input's width holds,
-one table per distinct channel). Concrete assigns widths from the same inputset the
-IR's `#bits` come from, so its report and the IR agree.
+`x @ W`, `linalg.conv` to `fhe.conv`, `tensor.reshape` to `np.reshape`, `tensor.pad`
+to an assignment into an encrypted tensor of the fill, `tfhe.round` to
+`fhe.round_bit_pattern`, `tfhe.lookup` to `fhe.univariate` of its own `evaluate`
+(concrete tabulates it on every integer the input's width holds, one table per
+distinct channel). Concrete assigns widths from the same inputset the IR's `#bits`
+come from, so its report and the IR agree.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from fhec.backends.tfhe.config import TfheConfig
 from fhec.ir.errors import CompileError, InternalCompilerError
 from fhec.ir.graph import Graph, Module, ValueId
 from fhec.ir.ops.core import ConstantOp
-from fhec.ir.ops.linalg import MatMulOp
+from fhec.ir.ops.linalg import ConvOp, MatMulOp
+from fhec.ir.ops.shape import PadOp, ReshapeOp
 from fhec.ir.ops.tfhe import BitWidth, LookupOp, RoundOp
 from fhec.passes.annotate_bit_widths import bit_widths
 
@@ -108,6 +111,24 @@ def _emit_op(graph: Graph, value: ValueId, values: dict[ValueId, Any]) -> Any:
     operands = [_operand(graph, o, values) for o in graph.operands(value)]
     if isinstance(op, MatMulOp):
         return operands[0] @ operands[1]
+    if isinstance(op, ConvOp):
+        return fhe.conv(
+            operands[0],
+            operands[1],
+            pads=op.pads,
+            strides=op.strides,
+            dilations=op.dilations,
+            group=op.group,
+        )
+    if isinstance(op, ReshapeOp):
+        return np.reshape(operands[0], op.shape)
+    if isinstance(op, PadOp):  # an encrypted tensor of the fill, the input assigned inside
+        padded = fhe.zeros(graph.node(value).type.shape) + int(op.value)
+        half = len(op.pads) // 2
+        padded[
+            tuple(slice(b, b + d) for b, d in zip(op.pads[:half], operands[0].shape, strict=True))
+        ] = operands[0]
+        return padded
     if isinstance(op, RoundOp):
         # The width annotate-bit-widths gave the rounded value holds its rounded values
         # too: hinting it on both sides keeps concrete from seeing an overflow (which

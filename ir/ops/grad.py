@@ -21,6 +21,7 @@ from fhec.ir.interval import Interval
 from fhec.ir.op import Op, register_op
 from fhec.ir.ops.common import UnaryElementwise, any_secret, broadcast_shape
 from fhec.ir.ops.linalg import check_window_attributes, sliding_windows, window_output_shape
+from fhec.ir.ops.nn import Window
 from fhec.ir.types import TensorType
 
 
@@ -41,15 +42,16 @@ def scatter_windows(
         for i, (s, o, k) in enumerate(zip(spatial, out, kernel, strict=True))
     ]
     acc = np.zeros((*taps.shape[:2], *size), dtype=taps.dtype)
-    whole = (slice(None), slice(None))
+    whole: tuple[slice, ...] = (slice(None), slice(None))
     for tap in itertools.product(*(range(k) for k in kernel)):
         target = tuple(
             slice(t * d, t * d + (o - 1) * s + 1, s)
             for t, d, o, s in zip(tap, dilations, out, strides, strict=True)
         )
-        acc[(*whole, *target)] += taps[(*whole, *(slice(None),) * rank, *tap)]
+        source: tuple[slice | int, ...] = (*whole, *(slice(None),) * rank, *tap)
+        acc[whole + target] += taps[source]
     crop = tuple(slice(pads[i], pads[i] + spatial[i]) for i in range(rank))
-    return acc[(*whole, *crop)]
+    return acc[whole + crop]
 
 
 def _check_float(name: str, operands: Sequence[TensorType]) -> None:
@@ -184,7 +186,8 @@ class ConvWeightGradOp(Op):
         dy_g = dy.reshape(dy.shape[0], group, dy.shape[1] // group, *out)
         o, k = string.ascii_uppercase[:rank], string.ascii_uppercase[13 : 13 + rank]
         dw = np.einsum(f"ngc{o}{k},ngm{o}->gmc{k}", windows, dy_g, optimize=True)
-        return dw.reshape(dy.shape[1], x.shape[1] // group, *self.kernel).astype(x.dtype)
+        return np.asarray(dw).reshape(dy.shape[1], x.shape[1] // group, *self.kernel).astype(
+            x.dtype, copy=False)
 
 
 class _PoolGrad(Op):
@@ -198,7 +201,7 @@ class _PoolGrad(Op):
     dilations: tuple[int, ...]
     ceil_mode: bool
 
-    def _window(self) -> tuple[tuple[int, ...], ...]:
+    def _window(self) -> Window:
         return self.kernel, self.strides, self.pads, self.dilations
 
     def _input_type(self, dy: TensorType, secret: bool) -> TensorType:

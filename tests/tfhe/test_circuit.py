@@ -218,7 +218,7 @@ def test_client_and_server_refuse_what_is_not_theirs(
         TfheServer(files, b"garbage")
     with pytest.raises(InputError, match="not a concrete key set"):
         TfheClient(lowered.module, lowered.signature, files, keys=b"garbage")  # type: ignore[attr-defined]
-    with pytest.raises(ArtifactError, match="client_specs.json is corrupted"):
+    with pytest.raises(ArtifactError, match=r"client_specs\.json is corrupted"):
         TfheClient(lowered.module, lowered.signature, {**files, "client_specs.json": b"{"})  # type: ignore[attr-defined]
 
 
@@ -258,3 +258,108 @@ def test_the_server_module_never_imports_the_client_side() -> None:
         "fhec.backends.tfhe.circuit",
     ):
         assert module not in loaded, module
+
+
+def test_building_needs_the_tfhe_pipeline_and_calibration(
+    toy: onnx.ModelProto, toy_calibration: dict[str, np.ndarray]
+) -> None:
+    import fhec
+
+    plain = fhec.compile(toy, calibration=toy_calibration)  # the reference pipeline
+    with pytest.raises(CompileError, match="no encrypted integer input"):
+        TFHE_BACKEND.build(plain.module, plain.signature, {"calibration": []})
+    lowered, _ = build(toy, toy_calibration, **EXACT)
+    with pytest.raises(CompileError, match="needs calibration data to compile"):
+        TFHE_BACKEND.build(lowered.module, lowered.signature, {})  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"compress_evaluation_keys": "yes"}, "must be true or false"),
+        ({"security_level": 80}, "128 or 132"),
+        ({"global_p_error": 0.0}, "strictly between 0 and 1"),
+    ],
+)
+def test_backend_option_values_are_checked(
+    option: dict[str, object], message: str, exact: tuple[object, object]
+) -> None:
+    lowered, _ = exact
+    with pytest.raises(FhecError, match=message):
+        TFHE_BACKEND.build(lowered.module, lowered.signature, option)  # type: ignore[attr-defined]
+
+
+def test_an_artifact_for_another_module_or_without_its_facts_is_refused(
+    exact: tuple[object, object],
+) -> None:
+    from tfhe_helpers import golden
+
+    _, circuit = exact
+    files = circuit.to_files()  # type: ignore[attr-defined]
+    model, _, _, calibration = golden("logreg_breast_cancer")
+    other, _ = build(model, calibration)
+    with pytest.raises(ArtifactError, match=r"circuit inputs do not match its module\.ir"):
+        TFHE_BACKEND.load(other.module, other.signature, files)  # type: ignore[attr-defined]
+    header = json.loads(files["tfhe.json"])
+    del header["statistics"]
+    with pytest.raises(ArtifactError, match="lacks its config or statistics"):
+        TFHE_BACKEND.load(
+            other.module,
+            other.signature,  # type: ignore[attr-defined]
+            {**files, "tfhe.json": json.dumps(header).encode()},
+        )
+
+
+def test_messages_of_the_wrong_kind_or_with_garbage_values_are_refused(
+    exact: tuple[object, object], alice: object
+) -> None:
+    from fhec.backends.tfhe.files import Message
+    from fhec.runtime.tfhe_client import TfheClient
+    from fhec.runtime.tfhe_server import TfheServer
+
+    lowered, circuit = exact
+    files = circuit.to_files()  # type: ignore[attr-defined]
+    server = TfheServer(files, alice.evaluation_keys())  # type: ignore[attr-defined]
+    reply = server.run(alice.encrypt({"x": HELD_OUT["x"][:1]}))  # type: ignore[attr-defined]
+    with pytest.raises(InputError, match="expected encrypted inputs, got 'outputs'"):
+        server.run(reply)
+    parsed = Message.from_bytes(reply, "outputs")
+    garbage = Message("inputs", parsed.program, parsed.keys, "r", (b"garbage",)).to_bytes()
+    with pytest.raises(InputError, match="encrypted inputs are not concrete values"):
+        server.run(garbage)
+    pending = alice.encrypt({"x": HELD_OUT["x"][:1]})  # type: ignore[attr-defined]
+    request = Message.from_bytes(pending, "inputs").request
+    bad_reply = Message("outputs", parsed.program, parsed.keys, request, (b"garbage",))
+    with pytest.raises(InputError, match="encrypted outputs are not concrete values"):
+        alice.decrypt(bad_reply.to_bytes())  # type: ignore[attr-defined]
+    without_specs = {k: v for k, v in files.items() if k != "client_specs.json"}
+    with pytest.raises(ArtifactError, match=r"lacks client_specs\.json"):
+        TfheClient(lowered.module, lowered.signature, without_specs)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def convolutional() -> tuple[object, object, dict[str, np.ndarray]]:
+    from tfhe_helpers import conv_model
+
+    calibration = {"x": samples(64, features=36).reshape(64, 1, 6, 6)}
+    held_out = {"x": samples(10, features=36, seed=5).reshape(10, 1, 6, 6)}
+    lowered, circuit = build(conv_model(pads=1), calibration, **EXACT)
+    return lowered, circuit, held_out
+
+
+def test_a_convolutional_model_simulates_exactly(
+    convolutional: tuple[object, object, dict[str, np.ndarray]],
+) -> None:
+    lowered, circuit, held_out = convolutional
+    reference = lowered.run(held_out)["y"]  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(one_by_one(circuit, held_out, "simulate", 10)["y"], reference)
+    assert circuit.report()["lookups"] == 2 * 6 * 6  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_a_convolutional_model_runs_encrypted_exactly(
+    convolutional: tuple[object, object, dict[str, np.ndarray]],
+) -> None:
+    lowered, circuit, held_out = convolutional
+    reference = lowered.run(held_out)["y"]  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(one_by_one(circuit, held_out, "execute", 1)["y"], reference[:1])

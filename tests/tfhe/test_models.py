@@ -101,3 +101,26 @@ def test_mlp_encrypted_run_at_the_default_6_bits() -> None:
     simulated = one_by_one(circuit, inputs, "simulate", 3)["logits"]
     np.testing.assert_array_equal(executed.argmax(1), simulated.argmax(1))
     assert accuracy(executed, labels[:3]) >= 2 / 3
+
+
+def test_cnn_keeps_its_accuracy_at_6_bits_in_simulation(record_property: Record) -> None:
+    model, inputs, labels, calibration = golden("cnn_digits")
+    lowered, circuit = build(model, calibration)
+    report = circuit.report()  # type: ignore[attr-defined]
+    # Conv (BatchNorm folded) + ReLU: one lookup per output; the average pool and the
+    # flatten are integer sums and a reshape on the server
+    assert report["lookups"] == 4 * 8 * 8 and report["max_lookup_bits"] <= 6
+    count = len(labels)
+    float_score = float_accuracy("cnn_digits", "logits", labels)
+    clear_logits = lowered.run(inputs)["logits"]
+    simulated_logits = one_by_one(circuit, inputs, "simulate", count)["logits"]
+    clear, simulated = accuracy(clear_logits, labels), accuracy(simulated_logits, labels)
+    record_property(
+        "tfhe_accuracy",
+        f"cnn_digits 6-bit: float {float_score:.4f}, clear {clear:.4f}, simulate "
+        f"{simulated:.4f} ({count} samples), {report['lookups']} lookups of <= "
+        f"{report['max_lookup_bits']} bits, max width {report['max_bit_width']}",
+    )
+    assert clear >= float_score - 0.01
+    assert np.mean(simulated_logits.argmax(1) == clear_logits.argmax(1)) >= 0.97
+    assert simulated >= float_score - 0.02

@@ -10,12 +10,14 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import helper, numpy_helper
-from tfhe_helpers import gemm_model, lower, samples
+from tfhe_helpers import conv_model, gemm_model, lower, samples
 
+import fhec
 from fhec.ir.errors import CompileError, FhecError
 from fhec.ir.ops.tfhe import BitWidth, LookupOp, QuantizeOp, RoundOp
 from fhec.ir.parser import parse_module
 from fhec.ir.printer import print_module
+from fhec.passes import PassContext, parse_pipeline, pipeline_for, run_pipeline
 from fhec.passes.round_accumulators import lsbs_to_remove, rounded_width
 
 TEST = {"x": samples(300, seed=7)}
@@ -107,19 +109,38 @@ def test_quantize_needs_calibration_data(toy: onnx.ModelProto) -> None:
         lower(toy, None)  # type: ignore[arg-type]
 
 
-def test_conv_on_encrypted_data_is_refused_not_moved_to_the_client() -> None:
-    weights = numpy_helper.from_array(np.ones((2, 1, 3, 3), dtype=np.float32), "w")
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv")],
-        "conv",
-        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 1, 5, 5])],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 2, 3, 3])],
-        [weights],
+@pytest.mark.parametrize("pads", [0, 1])
+def test_conv_pool_and_flatten_lower_to_integers(pads: int) -> None:
+    model = conv_model(pads=pads)
+    # inputs with negative values: an asymmetric quantizer with a nonzero zero point,
+    # which the padding must write (the integer for float 0)
+    calibration = {"x": samples(64, features=36).reshape(64, 1, 6, 6)}
+    held_out = {"x": samples(50, features=36, seed=5).reshape(50, 1, 6, 6)}
+    qdq = lower(model, calibration, until="quantize-tfhe").run(held_out)["y"]
+    integer = lower(model, calibration, until="lower-to-integer")
+    np.testing.assert_allclose(integer.run(held_out)["y"], qdq, atol=1e-5)
+    text = print_module(integer.module)
+    expected = ["tfhe.quantize", "linalg.conv", "tfhe.lookup", "linalg.conv", "tensor.reshape",
+                "linalg.matmul", "tfhe.dequantize", "arith.add"]  # fmt: skip
+    if pads:
+        expected.insert(1, "tensor.pad")
+        assert re.search(r"tensor.pad\(%\d+\) \{pads = \[0, 0, 1, 1, 0, 0, 1, 1\], value = "
+                         r"[1-9]\d*\.0\}", text)  # fmt: skip
+    assert [op for op in ops(text) if op not in ("func.input", "tensor.constant")] == expected
+    # the average pool is a window sum: a grouped convolution by ones, 1/4 in the scale
+    assert re.search(
+        r"linalg.conv\(%\d+, %\d+\) \{strides = \[2, 2\], pads = \[0, 0, 0, 0\], "
+        r'dilations = \[1, 1\], group = 2\}.*loc\("pool", "AveragePool"\)',
+        text,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    calibration = {"x": np.ones((4, 1, 5, 5), dtype=np.float32)}
-    with pytest.raises(CompileError, match="node 'conv' \\(Conv\\): Conv on encrypted data"):
-        lower(model, calibration)
+    float_y = ort.InferenceSession(model.SerializeToString()).run(None, held_out)[0]
+    assert np.abs(integer.run(held_out)["y"] - float_y).max() < 0.2  # outputs reach 2.5
+
+
+def test_average_pools_with_padding_between_layers_are_refused() -> None:
+    calibration = {"x": samples(16, features=36).reshape(16, 1, 6, 6)}
+    with pytest.raises(CompileError, match=r"node 'pool' \(AveragePool\): AveragePool with pad"):
+        lower(conv_model(pool_pads=1), calibration)
 
 
 # -- lower-to-integer -----------------------------------------------------------------
@@ -219,6 +240,27 @@ def test_a_model_without_layers_has_nothing_to_encrypt() -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(CompileError, match="no layer to compute on encrypted data"):
         lower(model, {"x": samples(4, features=4)})
+
+
+def test_lowering_needs_the_quantized_form(
+    toy: onnx.ModelProto, toy_calibration: dict[str, np.ndarray]
+) -> None:
+    names = [n for n in pipeline_for("tfhe") if n != "quantize-tfhe"]
+    with pytest.raises(
+        CompileError,
+        match=r"node 'gemm0' \(Gemm\): the weights of this layer "
+        "are not quantized; run quantize-tfhe",
+    ):
+        fhec.compile(toy, calibration=toy_calibration, pipeline=names)
+
+
+def test_integer_passes_need_calibration_data(
+    toy: onnx.ModelProto, toy_calibration: dict[str, np.ndarray]
+) -> None:
+    module = lower(toy, toy_calibration, until="lower-to-integer").module
+    for name in ("round-accumulators", "annotate-bit-widths"):
+        with pytest.raises(CompileError, match="need calibration data"):
+            run_pipeline(module, parse_pipeline(name), PassContext())
 
 
 @pytest.mark.parametrize("table_bits", [7, 25])

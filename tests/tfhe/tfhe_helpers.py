@@ -121,3 +121,34 @@ def one_by_one(
         for i in range(count)
     ]
     return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+
+
+def conv_model(pads: int = 1, pool_pads: int = 0, seed: int = 0) -> onnx.ModelProto:
+    """x (N, 1, 6, 6) -> Conv 3x3 (2 channels) -> Relu -> AveragePool 2x2 -> Flatten -> Gemm."""
+    rng = np.random.default_rng(seed)
+    side = 6 + 2 * pads - 2  # after the 3x3 convolution
+    pooled = (side + 2 * pool_pads - 2) // 2 + 1
+    initializers = [
+        numpy_helper.from_array(rng.normal(0, 0.5, (2, 1, 3, 3)).astype(np.float32), "k"),
+        numpy_helper.from_array(rng.normal(0, 0.1, 2).astype(np.float32), "kb"),
+        numpy_helper.from_array(
+            rng.normal(0, 0.3, (2 * pooled * pooled, 3)).astype(np.float32), "w"
+        ),
+        numpy_helper.from_array(rng.normal(0, 0.1, 3).astype(np.float32), "b"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "k", "kb"], ["c"], name="conv", pads=[pads] * 4),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("AveragePool", ["r"], ["p"], name="pool", kernel_shape=[2, 2],
+                         strides=[2, 2], pads=[pool_pads] * 4),
+        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "w", "b"], ["y"], name="dense"),
+    ]  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "conv_model",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+        initializers,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

@@ -76,6 +76,9 @@ def test_step_ir_is_a_function_of_weights_batch_and_labels(models: Path) -> None
     inputs = {graph.node(v).op.input_name: graph.node(v).type  # type: ignore[attr-defined]
               for v in trainer.module.function.inputs}
     assert set(inputs) == {"x", "label", "fc1.weight", "fc1.weight.velocity"}
+    assert {s.name: s.shape for s in trainer.signature.inputs} == {
+        "x": (4, 4), "label": (4, 3), "fc1.weight": (4, 5), "fc1.weight.velocity": (4, 5)}
+    assert [s.shape for s in trainer.signature.outputs] == [(4, 5), (4, 5), ()]
     assert all(t.secret for t in inputs.values())
     assert [name for name, _ in trainer.module.function.outputs] == [
         "fc1.weight", "fc1.weight.velocity", "loss"]
@@ -95,3 +98,42 @@ def test_fit_shows_a_progress_bar_only_when_asked(models: Path,
     assert history.losses == [loss for _, loss in seen] and history.left_out_per_epoch == 0
     trainer.fit(data, epochs=1, progress=True)
     assert "training" in capsys.readouterr().err
+
+
+def test_calibration_data_sets_the_ranges_of_the_step(models: Path) -> None:
+    from fhec.ir.interval import Interval
+
+    rng = np.random.default_rng(3)
+    data = {"x": rng.uniform(-3, 3, (8, 4)).astype(np.float32), "label": np.arange(8) % 3}
+    trainer = fhec.compile_training(models / "mlp3.onnx", loss="cross-entropy", lr=0.1,
+                                    batch_size=4, calibration=data)
+    graph = trainer.module.graph
+    x_range = graph.node(trainer.module.function.input_named("x")).annotation(Interval)
+    assert x_range is not None
+    assert (x_range.lo, x_range.hi) == (float(data["x"].min()), float(data["x"].max()))
+    loss = dict(trainer.module.function.outputs)["loss"]
+    assert graph.node(loss).annotation(Interval) is not None
+    with pytest.raises(fhec.InputError, match="the calibration data holds 2 samples, fewer"):
+        fhec.compile_training(models / "mlp3.onnx", loss="cross-entropy", lr=0.1, batch_size=4,
+                              calibration={"x": data["x"][:2], "label": data["label"][:2]})
+
+
+def test_gradient_nodes_carry_the_location_of_their_forward_node(models: Path) -> None:
+    trainer = fhec.compile_training(
+        models / "mlp3.onnx", trainable=["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"],
+        loss="cross-entropy", lr=0.1, batch_size=4)
+    from fhec.ir.ops.core import ConstantOp, InputOp
+
+    graph = trainer.module.graph
+    computed = [graph.node(v) for v in graph
+                if not isinstance(graph.node(v).op, ConstantOp | InputOp)]
+    forward = {("fc1", "Gemm"), ("relu", "Relu"), ("fc2", "Gemm")}
+    allowed = forward | {("loss", "CrossEntropyLoss")} | {
+        (name, "SGD") for name in trainer.parameters}
+    assert {(n.location.name, n.location.op_type) for n in computed} <= allowed
+    by_op = {n.op.name: (n.location.name, n.location.op_type) for n in computed}
+    assert by_op["grad.step"] == ("relu", "Relu")  # relu' sits where relu does
+    gemms = [n.location.name for n in computed if n.op.name == "linalg.gemm"]
+    # each forward gemm; fc2's weight and input gradients; fc1's weight gradient only (the
+    # features need none)
+    assert sorted(gemms) == ["fc1", "fc1", "fc2", "fc2", "fc2"]

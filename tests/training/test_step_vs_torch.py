@@ -106,7 +106,8 @@ def test_steps_match_torch(name: str, factory: Callable[[], nn.Module], shape: t
     for step in range(STEPS):
         batch = slice(step * BATCH, (step + 1) * BATCH)
         optimizer.zero_grad()
-        value = _torch_loss(loss)(model(torch.from_numpy(x[batch])), torch.from_numpy(labels[batch]))
+        prediction = model(torch.from_numpy(x[batch]))
+        value = _torch_loss(loss)(prediction, torch.from_numpy(labels[batch]))
         value.backward()
         optimizer.step()
         torch_losses.append(value.item())
