@@ -31,12 +31,16 @@ if TYPE_CHECKING:
     Model: TypeAlias = str | os.PathLike[str] | onnx.ModelProto
 
 Calibration = Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]]
+PassOptions = Mapping[str, Mapping[str, object]]
 
 # The backends `fhec.compile` accepts; the CLI and `fhec demo` take their list from here.
-BACKENDS: tuple[str, ...] = ("reference", "ckks")
+BACKENDS: tuple[str, ...] = ("reference", "ckks", "tfhe")
 # Backends that build a circuit (backends/base.py's `Backend`), as "module:attribute",
 # imported only when used. The reference backend interprets the IR and needs none.
-BACKEND_OBJECTS: dict[str, str] = {"ckks": "fhec.backends.ckks:CKKS_BACKEND"}
+BACKEND_OBJECTS: dict[str, str] = {
+    "ckks": "fhec.backends.ckks:CKKS_BACKEND",
+    "tfhe": "fhec.backends.tfhe:TFHE_BACKEND",
+}
 MODES = ("execute", "simulate")
 
 
@@ -116,6 +120,7 @@ def compile(
     input_shapes: Mapping[str, Sequence[int]] | None = None,
     batch_size: int | None = None,
     pipeline: Sequence[str] | None = None,
+    options: PassOptions | None = None,
 ) -> CompiledModel:
     """Compile `model` (a path or an onnx.ModelProto) for `backend`.
 
@@ -123,9 +128,12 @@ def compile(
     of such dicts; it sets the value ranges the passes rely on, and fixes symbolic
     input dimensions that `input_shapes` ({input name: full shape}) leaves open. The
     compiled batch size is `batch_size` (default 1); `run` takes any number of samples.
-    `pipeline` replaces the backend's list of pass names.
+    `pipeline` replaces the backend's list of pass names. `options` sets pass options,
+    {pass name: {option: value}}, e.g. {"quantize-tfhe": {"bits": 5}}, on every run of
+    that pass in the pipeline.
     """
     names = _check_pipeline(pipeline) if pipeline is not None else _pipeline_for(backend)
+    names = with_options(names, options)
     lowered = _lower(model, backend, names, calibration, input_shapes, batch_size)
     circuit = _build_circuit(backend, lowered, batch_size)
     report = build_report(
@@ -144,11 +152,12 @@ def lower(
     calibration: Calibration | None = None,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
     batch_size: int | None = None,
+    options: PassOptions | None = None,
 ) -> Module:
     """The module after pass `after` of the backend's pipeline (after all of it when
     None): what `fhec inspect` prints. `after` may be `NAME` (its first run in the
     pipeline) or `NAME#K` (its K-th run)."""
-    names = _pipeline_for(backend)
+    names = with_options(_pipeline_for(backend), options)
     if after is not None:
         names = names[: pass_index(names, after, backend) + 1]
     return _lower(model, backend, names, calibration, input_shapes, batch_size).module
@@ -157,7 +166,7 @@ def lower(
 def pass_index(pipeline: Sequence[str], after: str, backend: str) -> int:
     """Where `NAME` or `NAME#K` stands in `pipeline`; an FhecError listing it otherwise."""
     name, _, occurrence = after.partition("#")
-    positions = [index for index, item in enumerate(pipeline) if item == name]
+    positions = [index for index, item in enumerate(pipeline) if item.split("{")[0] == name]
     wanted = int(occurrence) if occurrence.isdigit() else 1 if not occurrence else 0
     if not positions or not 1 <= wanted <= len(positions):
         raise FhecError(
@@ -334,6 +343,43 @@ def _check_input_shapes(input_shapes: object) -> dict[str, tuple[int, ...]]:
             )
         shapes[name] = tuple(int(d) for d in dims)
     return shapes
+
+
+def with_options(names: tuple[str, ...], options: PassOptions | None) -> tuple[str, ...]:
+    """`names` with `options` ({pass: {option: value}}) spelled onto each run of a pass
+    (`quantize-tfhe{bits=5}`); an option for a pass the pipeline lacks is an error.
+    The options themselves are checked when the pipeline is parsed."""
+    if not options:
+        return names
+    if not isinstance(options, Mapping) or not all(
+        isinstance(values, Mapping) for values in options.values()
+    ):
+        raise FhecError(
+            "options must be {pass name: {option: value}}",
+            hint="e.g. {'quantize-tfhe': {'bits': 5}}",
+        )
+    bare = [name.split("{")[0] for name in names]
+    for pass_name in options:
+        if pass_name not in bare:
+            raise FhecError(
+                f"options given for pass {pass_name!r}, which the pipeline does not run",
+                hint=f"its passes: {', '.join(dict.fromkeys(bare))}",
+            )
+    spelled = []
+    for name in names:
+        values = options.get(name.split("{")[0])
+        if values and "{" in name:
+            raise FhecError(f"pass {name!r} already has options in the pipeline")
+        if values:
+            text = ",".join(f"{key}={_spell(value)}" for key, value in values.items())
+            name = f"{name}{{{text}}}"
+        spelled.append(name)
+    return tuple(spelled)
+
+
+def _spell(value: object) -> str:
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return f'"{text}"' if "," in text or "}" in text else text
 
 
 def _check_pipeline(pipeline: object) -> tuple[str, ...]:

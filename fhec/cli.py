@@ -114,7 +114,37 @@ def input_shape(text: str) -> tuple[str, tuple[int, ...]]:
     return name, shape
 
 
+def pass_option(text: str) -> tuple[str, str, str]:
+    """`quantize-tfhe.bits=5` -> ("quantize-tfhe", "bits", "5")."""
+    target, sep, value = text.partition("=")
+    pass_name, dot, option = target.rpartition(".")
+    if not sep or not dot or not pass_name or not option or not value:
+        raise argparse.ArgumentTypeError(
+            f"expected PASS.OPTION=VALUE (e.g. quantize-tfhe.bits=5), got {text!r}"
+        )
+    return pass_name, option, value
+
+
+def _options_by_pass(triples: list[tuple[str, str, str]] | None) -> dict[str, dict[str, str]]:
+    options: dict[str, dict[str, str]] = {}
+    for pass_name, option, value in triples or []:
+        if option in options.setdefault(pass_name, {}):
+            raise UsageError(
+                f"--option sets {pass_name}.{option} twice", hint="give each option once"
+            )
+        options[pass_name][option] = value
+    return options
+
+
 def _shape_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--option",
+        type=pass_option,
+        action="append",
+        metavar="PASS.OPTION=VALUE",
+        help="set an option of a pass in the backend's pipeline, e.g. quantize-tfhe.bits=5 "
+        "(repeat for several)",
+    )
     parser.add_argument(
         "--calibration",
         metavar="DATA.npz",
@@ -170,6 +200,7 @@ def compile_command(args: argparse.Namespace) -> int:
         calibration=calibration,
         input_shapes=_shapes_by_name(args.input_shape),
         batch_size=args.batch_size,
+        options=_options_by_pass(args.option),
     )
     model.save(output)
     if args.json:
@@ -381,6 +412,7 @@ def _model_module(path: Path, args: argparse.Namespace) -> Module:
         calibration=calibration,
         input_shapes=_shapes_by_name(args.input_shape),
         batch_size=args.batch_size,
+        options=_options_by_pass(args.option),
     )
 
 

@@ -14,6 +14,7 @@ from fhec.passes import lower_to_integer  # noqa: F401
 from fhec.passes import round_accumulators  # noqa: F401
 from fhec.passes import annotate_bit_widths  # noqa: F401
 from fhec.passes import approximate_activations  # noqa: F401
+from fhec.passes import split_epilogue_ckks  # noqa: F401
 from fhec.passes import expand_polynomials_ckks  # noqa: F401
 from fhec.passes import annotate_states_ckks  # noqa: F401
 from fhec.passes import pack_slots_ckks  # noqa: F401

@@ -9,8 +9,16 @@ points of its input range [lo, hi] widened by `margin` times its width at each e
 The degree is the smallest of 1, 3, 7, 15, ... (2**k - 1: the most a depth allows)
 whose largest error on that interval, measured on a dense grid, is at most
 `error_target`; where `max_degree` cannot reach the target it is used anyway, and the
-error it reaches is what `#approx{function, degree, lo, hi, max_error}` records (and
-the report's error bound carries). An op with no range is a CompileError.
+error it reaches is what `#approx{function, degree, lo, hi, max_error, slope}` records
+(the report's error bound carries it; `slope` is the polynomial's largest |p'| on
+[lo, hi], which the error bound uses to carry its input's error through it).
+
+The error target of each op follows the precision the outputs need: with
+`output_error` > 0 (relative), an output whose calibrated magnitude is M may be off
+by output_error * M; each approximated op gets an equal share of that, divided by
+how much its own error can grow on the way to the output (the gain of the ops
+between, from their interval rules). Where that gain is unknown, `error_target`
+holds. An op with no range is a CompileError.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import numpy as np
 from numpy.polynomial import chebyshev
 
 from fhec.ir.errors import CompileError, FhecError
-from fhec.ir.graph import Function, Module, Node, ValueId
+from fhec.ir.graph import Function, Graph, Module, Node, ValueId
 from fhec.ir.interval import Interval
 from fhec.ir.ops.core import ConstantOp
 from fhec.ir.ops.poly import Approximation, ChebyshevOp, cheb_eval, series_range
@@ -48,9 +56,12 @@ GRID_POINTS = 20001
 class ApproximateActivations(Pass):
     name = "approximate-activations"
     kind = PassKind.TRANSFORM
-    error_target: float = 1e-3  # largest absolute error wanted on the fit interval
-    max_degree: int = 63
-    margin: float = 0.05  # the fit interval extends the calibrated one by this * width
+    error_target: float = 1e-3  # largest absolute error wanted where no budget is known
+    max_degree: int = 15  # ReLU on a wide range needs far more for little gain
+    # The fit interval extends the calibrated one by this * width at each end: a few
+    # dozen calibration samples miss ~10% of the range that held-out data reaches.
+    margin: float = 0.2
+    output_error: float = 0.1  # relative to each output's magnitude; 0: error_target only
 
     def __post_init__(self) -> None:
         if not self.error_target > 0:
@@ -61,35 +72,56 @@ class ApproximateActivations(Pass):
             raise FhecError(
                 f"approximate-activations: max_degree must be in 1..255, got {self.max_degree}"
             )
+        if not self.output_error >= 0:
+            raise FhecError(
+                f"approximate-activations: output_error must be >= 0, got {self.output_error}"
+            )
         if not self.margin >= 0:
             raise FhecError(f"approximate-activations: margin must be >= 0, got {self.margin}")
 
     def run(self, module: Module, context: PassContext) -> None:
         function = module.function
+        targets = self._targets(function)
         for value in function.graph.topological_order():
             node = function.graph.node(value)
             if node.op.name in APPROXIMATED and node.type.secret:
-                note = self._approximate(function, value, node)
+                note = self._approximate(function, value, node, targets.get(value))
                 if note:
                     context.notes[f"{self.name}: {node.location.describe()}"] = note
 
-    def _approximate(self, function: Function, value: ValueId, node: Node) -> str:
+    def _targets(self, function: Function) -> dict[ValueId, float]:
+        """The error each approximated value may have (see the module docstring)."""
+        if not self.output_error:
+            return {}
+        graph = function.graph
+        approximated = [
+            v for v in graph if graph.node(v).op.name in APPROXIMATED and graph.node(v).type.secret
+        ]
+        allowed = output_allowances(function, self.output_error)
+        share = max(len(approximated), 1)
+        return {v: allowed[v] / share for v in approximated if v in allowed}
+
+    def _approximate(
+        self, function: Function, value: ValueId, node: Node, target: float | None
+    ) -> str:
         graph = function.graph
         operands = graph.operands(value)
         fn = _function_of(function, node, operands)
         lo, hi = self._interval(node, graph.node(operands[0]).annotation(Interval))
-        coefficients, error = self._fit(fn, lo, hi)
+        target = self.error_target if target is None else target
+        coefficients, error = self._fit(fn, lo, hi, target)
         op = ChebyshevOp(tuple(float(c) for c in coefficients), lo, hi)
         output = series_range(op.coefficients, lo, hi, lo, hi)
-        approximation = Approximation(node.op.name, op.degree, lo, hi, error)
+        slope = series_slope(op.coefficients, lo, hi)
+        approximation = Approximation(node.op.name, op.degree, lo, hi, error, slope)
         new = graph.add(op, [operands[0]], node.type, node.location, (approximation, output))
         function.replace_uses(value, new)
         graph.remove(value)
         for operand in operands[1:]:
             erase_if_dead(function, operand)
-        if error > self.error_target:
+        if error > target:
             return (
-                f"error target {self.error_target:g} not reached at degree {op.degree} "
+                f"error target {target:g} not reached at degree {op.degree} "
                 f"(max error {error:.3g} on [{lo:.4g}, {hi:.4g}])"
             )
         return ""
@@ -126,7 +158,7 @@ class ApproximateActivations(Pass):
         return lo, hi
 
     def _fit(
-        self, fn: Callable[[np.ndarray], np.ndarray], lo: float, hi: float
+        self, fn: Callable[[np.ndarray], np.ndarray], lo: float, hi: float, target: float
     ) -> tuple[np.ndarray, float]:
         grid = np.unique(
             np.concatenate([np.linspace(lo, hi, GRID_POINTS), [0.0] if lo < 0 < hi else []])
@@ -138,10 +170,67 @@ class ApproximateActivations(Pass):
             coefficients = _interpolate(fn, lo, hi, degree)
             error = float(np.max(np.abs(cheb_eval(_unit(grid, lo, hi), coefficients) - exact)))
             best = (coefficients, error)
-            if error <= self.error_target:
+            if error <= target:
                 break
         assert best is not None
         return best
+
+
+def series_slope(coefficients: tuple[float, ...], lo: float, hi: float) -> float:
+    """max |p'(x)| on [lo, hi] for the series p on [lo, hi] (on the error grid)."""
+    if len(coefficients) < 2:
+        return 0.0
+    derivative = chebyshev.chebder(np.asarray(coefficients))  # type: ignore[no-untyped-call]
+    u = np.linspace(-1.0, 1.0, GRID_POINTS)
+    return float(np.max(np.abs(cheb_eval(u, derivative)))) * 2.0 / (hi - lo)
+
+
+def output_allowances(function: Function, relative: float) -> dict[ValueId, float]:
+    """How far off each value may be for every output it reaches to stay within
+    `relative` times that output's magnitude: outputs first, then backwards, dividing by
+    each user's gain. Values whose way to an output has an unknown gain are left out."""
+    graph = function.graph
+    allowed: dict[ValueId, float] = {}
+    for _, value in function.outputs:
+        known = graph.node(value).annotation(Interval)
+        if known is not None and known.is_finite() and known.magnitude > 0:
+            allowed[value] = min(allowed.get(value, np.inf), relative * known.magnitude)
+    for value in reversed(graph.topological_order()):
+        for user, _ in graph.users(value):
+            gain = _gain(graph, user, value)
+            if user not in allowed or gain is None:
+                continue
+            share = allowed[user] / gain if gain > 0 else np.inf
+            allowed[value] = min(allowed.get(value, np.inf), share)
+    return {v: a for v, a in allowed.items() if np.isfinite(a)}
+
+
+def _gain(graph: Graph, user: ValueId, value: ValueId) -> float | None:
+    """How much `user` can move per unit of change in its operand `value`: how far its
+    interval reaches past the one at 0 when that operand spans [-1, 1] instead."""
+    operands = graph.operands(user)
+    ranges: list[Interval] = []
+    constants: list[np.ndarray | None] = []
+    for operand in operands:
+        producer = graph.node(operand)
+        constant = producer.op.value.array if isinstance(producer.op, ConstantOp) else None
+        known = Interval.of(constant) if constant is not None else producer.annotation(Interval)
+        if known is None:
+            return None
+        ranges.append(known)
+        constants.append(constant)
+    bounds: list[Interval] = []
+    for probe in (Interval(-1.0, 1.0), Interval(0.0, 0.0)):
+        probed = [probe if o == value else r for o, r in zip(operands, ranges, strict=True)]
+        try:
+            result = graph.node(user).op.interval(probed, constants)
+        except (ValueError, TypeError, IndexError):
+            return None
+        if result is None or not result.is_finite():
+            return None
+        bounds.append(result)
+    spread, at_zero = bounds
+    return max(spread.hi - at_zero.hi, at_zero.lo - spread.lo, 0.0)
 
 
 def _unit(x: np.ndarray, lo: float, hi: float) -> np.ndarray:

@@ -13,7 +13,9 @@ products deep, plus one level for the scalar coefficients and one for the map of
 [lo, hi] onto [-1, 1] -- unless the input comes from a Gemm used nowhere else, which
 then computes the mapped value itself (its weights and bias scaled), for free.
 Every new node carries the exact #range of the polynomial it computes on [lo, hi];
-the last one takes over the `#approx` annotation.
+the last one takes over the `#approx` annotation (its slope then taken with respect to
+u where the Gemm computes u). All new nodes keep the activation's location: the error
+bound (backends/ckks/error_model.py) finds a polynomial's nodes by it.
 """
 
 from __future__ import annotations
@@ -161,14 +163,21 @@ def _expand(function: Function, value: ValueId, op: ChebyshevOp, fold: bool) -> 
     node = graph.node(value)
     builder = _Builder(function, node.type, node.location)
     source = graph.operands(value)[0]
-    if fold and _fold_map_into_gemm(function, source, value, op):
+    folded = fold and _fold_map_into_gemm(function, source, value, op)
+    if folded:
         builder.powers[1] = _Term(source, np.array([0.0, 1.0]))
     else:
         builder.powers[1] = _mapped_input(builder, source, op)
     degree_bits = max(op.degree, 1).bit_length()
     baby = 1 << ((degree_bits + 1) // 2)
     result = builder.series(np.array(op.coefficients, dtype=np.float64), baby)
-    kept = tuple(a for a in node.annotations if isinstance(a, Approximation))
+    # The slope is with respect to what the expansion reads: u where the Gemm computes it.
+    factor = (op.hi - op.lo) / 2.0 if folded else 1.0
+    kept = tuple(
+        replace(a, slope=a.slope * factor)
+        for a in node.annotations
+        if isinstance(a, Approximation)
+    )
     bounds = series_range(result.series, -1.0, 1.0, -1.0, 1.0)
     graph.set_node(result.value, replace(graph.node(result.value), annotations=(*kept, bounds)))
     function.replace_uses(value, result.value)

@@ -5,21 +5,24 @@ calibration samples in the pass context (they size the lookup tables).
 Establishes three regions, told apart by `partition` below:
 - client, before encryption: every node the inputs reach before a `tfhe.quantize`
   (in clear; the quantize ops are where the client encrypts);
-- server: i64 `linalg.matmul` of an encrypted integer tensor by clear integer
-  weights, and `tfhe.lookup`; a layer's accumulator goes straight into one lookup
-  that applies, in one table, its requantization (scales, zero points, bias) and every
-  univariate op up to the next layer's quantizer (ReLU, Sigmoid, GELU, arithmetic
-  with constants, ...);
+- server: i64 `linalg.matmul` / `linalg.conv` of encrypted integers by clear integer
+  weights (average pools become window sums, a grouped convolution by ones; Flatten a
+  `tensor.reshape`; a Conv's padding a `tensor.pad` with the zero point), and
+  `tfhe.lookup`: a layer's accumulator goes straight into one lookup that applies,
+  in one table, its requantization (scales, zero points, bias) and every univariate
+  op up to the next layer's quantizer (ReLU, Sigmoid, GELU, arithmetic with
+  constants, ...);
 - client, after decryption: `tfhe.dequantize` of an accumulator and what follows,
   in float: the last layer's bias and activation never cost a lookup.
 
 Rewrite of a layer y = alpha * x @ W + beta * C, with x ~ s_x (q - z_x) and
 W ~ s_w[j] * W_int[:, j]: acc = q @ W_int (exact integers), and
 y[:, j] = alpha * s_x * s_w[j] * (acc[:, j] - z_x * sum_k W_int[k, j]) + beta * C[j],
-a `tfhe.dequantize` (per channel) plus a float bias. A lookup tabulates that and the
-ops after it on every integer an accumulator can hold: the power-of-two range that
-covers its calibrated values, as concrete's table covers it, sampled every
-2^(width - table_bits) when wider (round-accumulators then reads only those points).
+a `tfhe.dequantize` (per channel) plus a float bias; a Conv likewise per output
+channel. A lookup tabulates that and the ops after it on every integer an
+accumulator can hold: the power-of-two range that covers its calibrated values, as
+concrete's table covers it, sampled every 2^(width - table_bits) when wider
+(round-accumulators then reads only those points).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ PIPELINES: dict[str, tuple[str, ...]] = {
     "reference": COMMON_PIPELINE,
     "ckks": (
         *COMMON_PIPELINE,
+        "split-epilogue-ckks",
         "approximate-activations",
         "expand-polynomials-ckks",
         "pack-slots-ckks",

@@ -15,14 +15,16 @@ a #range (or an interval rule from its operands' ranges). Establishes: every
   HomomorphicEncryption.org table (128 by default; 192 and 256 also; 0 turns the
   check off -- for tests, never for data that matters), or `poly_degree` if given.
 
+When a waterline lower than the rescales' (down to `min_scale_bits`) lets a smaller N
+fit, every scale, rescale and encoding is relabeled onto it (2**(k*w) -> 2**(k*w')).
 When nothing fits, a CompileError says the depth needed, the depth available and
-the deepest path's ONNX nodes. Annotations only.
+the deepest path's ONNX nodes.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -42,10 +44,13 @@ MIN_Q0_BITS = 20
 @dataclass(frozen=True, slots=True)
 class SelectParamsCkks(Pass):
     name = "select-params-ckks"
-    kind = PassKind.ANNOTATE
+    kind = PassKind.TRANSFORM  # it may relabel scales (ops change)
     security: int = 128
     poly_degree: int = 0  # 0: the smallest that fits
     guard_bits: int = 2
+    # A lower waterline may buy a smaller N (half the memory and time per operation);
+    # no lower than this, where CKKS noise starts to rival the approximation errors.
+    min_scale_bits: int = 28
 
     def __post_init__(self) -> None:
         if self.security not in ckks.SECURITY_LEVELS:
@@ -66,9 +71,13 @@ class SelectParamsCkks(Pass):
             return  # nothing is encrypted: no parameters to choose
         depth = max(s.level for s in states.values())
         width = _rescale_bits(graph, states[secret_inputs[0]].scale_bits, self.name)
+        batch = graph.node(secret_inputs[0]).type.shape[0]
+        smaller = self._smaller_scale(graph, states, depth, width, batch)
+        if smaller is not None:
+            states = _relabel_scales(graph, states, width, smaller)
+            width = smaller
         q0 = self._q0_bits(graph, states, depth, width)
         bits = (q0, *([width] * depth), max(q0, width))
-        batch = graph.node(secret_inputs[0]).type.shape[0]
         degree = self._degree(sum(bits), batch, graph, states, depth, width, q0)
         params = ckks.CkksParams(degree, bits, states[secret_inputs[0]].scale_bits, self.security)
         for value in inputs:
@@ -77,6 +86,33 @@ class SelectParamsCkks(Pass):
             f"N={degree}, primes {list(bits)} ({sum(bits)} bits), depth {depth}, "
             f"{'no security check' if not self.security else f'{self.security}-bit security'}"
         )
+
+    def _smaller_scale(
+        self,
+        graph: Graph,
+        states: dict[ValueId, ckks.CkksState],
+        depth: int,
+        width: int,
+        batch: int,
+    ) -> int | None:
+        """A waterline below `width` (>= min_scale_bits) with which a smaller N fits, the
+        largest such for the smallest such N; None to keep `width`. Only for circuits
+        whose every scale is a multiple of the waterline (what insert-rescale makes)."""
+        if not self.min_scale_bits or self.poly_degree or not self.security:
+            return None
+        if any(s.scale_bits % width for s in states.values()):
+            return None
+        limits = ckks.MAX_LOG_Q[self.security]
+        for degree in (d for d in DEGREES if d // 2 >= batch and d in limits):
+            for bits in range(width, self.min_scale_bits - 1, -1):
+                relabeled = _relabel_scales(graph, states, width, bits, annotate=False)
+                try:
+                    q0 = self._q0_bits(graph, relabeled, depth, bits)
+                except CompileError:
+                    continue
+                if q0 + depth * bits + max(q0, bits) <= limits[degree]:
+                    return None if bits == width else bits
+        return None
 
     def _q0_bits(
         self, graph: Graph, states: dict[ValueId, ckks.CkksState], depth: int, width: int
@@ -140,6 +176,30 @@ class SelectParamsCkks(Pass):
             hint="lower approximate-activations{max_degree=...} or the scale (pack-slots-ckks"
             "{scale_bits=...}), or make the model shallower",
         )
+
+
+def _relabel_scales(
+    graph: Graph,
+    states: dict[ValueId, ckks.CkksState],
+    old: int,
+    new: int,
+    *,
+    annotate: bool = True,
+) -> dict[ValueId, ckks.CkksState]:
+    """Every scale 2**(k * old) becomes 2**(k * new): the same circuit on a lower
+    waterline (rescales by `new`-bit primes, plaintexts encoded at the new scales)."""
+    relabeled = {v: replace(s, scale_bits=s.scale_bits // old * new) for v, s in states.items()}
+    if not annotate:
+        return relabeled
+    for value, state in relabeled.items():
+        node = graph.node(value)
+        op = node.op
+        if isinstance(op, ckks.RescaleOp):
+            op = replace(op, bits=op.bits // old * new)
+        elif isinstance(op, ckks.EncodeOp):
+            op = replace(op, scale_bits=op.scale_bits // old * new)
+        graph.set_node(value, replace(node, op=op).with_annotation(state))
+    return relabeled
 
 
 def _rescale_bits(graph: Graph, default: int, pass_name: str) -> int:

@@ -2,8 +2,10 @@
 
 Three sources add up, propagated node by node with the values' ranges:
 
-- approximation: each polynomial's `#approx` max error on its interval; errors already
-  in its input pass through it as through the products and sums it is made of;
+- approximation: each polynomial's `#approx` max error on its interval; the error
+  already in its input comes out multiplied by the polynomial's largest slope there
+  (the products and sums it is made of add only their own CKKS noise: bounding the
+  input's error through each of them would multiply it by the Chebyshev terms' sizes);
 - CKKS noise, as high-probability bounds (six standard deviations) on one slot of the
   canonical embedding, for SEAL's ternary secret (Hamming weight about 2N/3) and
   error deviation 3.2 (Cheon, Kim, Kim, Song, Asiacrypt 2017, section 3.4, in their
@@ -63,22 +65,83 @@ def error_bounds(module: Module, context: SealContext) -> dict[str, float]:
     states = ckks_states(graph, "ckks", strict=True)
     magnitudes = value_magnitudes(graph, states, "ckks")
     noise = _Noise(context)
+    regions = _polynomial_regions(graph)
     errors: dict[ValueId, float] = {}
+    # Inside a polynomial: only the noise of its own operations (its input's error
+    # counts once, at its end, through the polynomial's slope).
+    inner: dict[ValueId, float] = {}
     for value in graph.topological_order():
         node = graph.node(value)
         if value not in states or isinstance(node.op, ckks.EncodeOp):
             continue
-        error = _propagate(graph, value, states, magnitudes, errors, noise, context)
-        approximation = node.annotation(Approximation)
-        if approximation is not None:
-            error += approximation.max_error
+        region = regions.get(value)
+        if region is None:
+            error = _propagate(graph, value, states, magnitudes, errors, noise, context)
+        else:
+            seen = _RegionErrors(errors, inner, region[0])
+            error = _propagate(graph, value, states, magnitudes, seen, noise, context)
         if not isinstance(node.op, NOT_COMPUTED):
             error += FLOAT32_UNIT * magnitudes[value]
+        approximation = node.annotation(Approximation)
+        if region is not None:
+            inner[value] = error
+            if approximation is not None:
+                entry = max((errors[v] for v in region[1]), default=0.0)
+                error += approximation.slope * entry + approximation.max_error
         errors[value] = error
     return {
         name: errors.get(value, 0.0) + FLOAT32_UNIT * magnitudes.get(value, 0.0)
         for name, value in module.function.outputs
     }
+
+
+class _RegionErrors(dict[ValueId, float]):
+    """The errors a polynomial's nodes see: their own noise, and 0 for its input."""
+
+    def __init__(
+        self, outer: dict[ValueId, float], inner: dict[ValueId, float], members: frozenset[ValueId]
+    ) -> None:
+        super().__init__()
+        self.outer, self.inner, self.members = outer, inner, members
+
+    def __contains__(self, value: object) -> bool:
+        return value in (self.inner if value in self.members else self.outer)
+
+    def __getitem__(self, value: ValueId) -> float:
+        return self.inner[value] if value in self.members else 0.0
+
+
+Region = tuple[frozenset[ValueId], frozenset[ValueId]]  # its nodes, its inputs
+
+
+def _polynomial_regions(graph: Graph) -> dict[ValueId, Region]:
+    """For each node of an expanded polynomial (the `#approx` node and the nodes at its
+    location it is computed from), the polynomial's nodes and the secret values it reads."""
+    found: dict[ValueId, Region] = {}
+    for value in graph:
+        node = graph.node(value)
+        if node.annotation(Approximation) is None:
+            continue
+        members: set[ValueId] = set()
+        entries: set[ValueId] = set()
+        stack = [value]
+        while stack:
+            current = stack.pop()
+            if current in members:
+                continue
+            members.add(current)
+            for operand in graph.operands(current):
+                producer = graph.node(operand)
+                if not producer.type.secret:
+                    continue
+                if producer.location == node.location:
+                    stack.append(operand)
+                else:
+                    entries.add(operand)
+        region = (frozenset(members), frozenset(entries))
+        for member in members:
+            found[member] = region
+    return found
 
 
 def _propagate(

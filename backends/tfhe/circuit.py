@@ -39,6 +39,7 @@ class TfheCircuit:
     ) -> None:
         self.module = module
         self.signature = signature
+        self.samples_per_run: int | None = None  # exactly the compiled batch (padded)
         self.codec = Codec(module)
         self.program = program
         self.statistics = dict(statistics)

@@ -371,3 +371,26 @@ class EncodeOp(CkksOp):
 LAYOUT_OPS = frozenset(
     {"tensor.reshape", "tensor.transpose", "tensor.concat", "tensor.gather", "tensor.cast"}
 )
+
+
+@register_op
+@dataclass(frozen=True, slots=True)
+class DecryptOp(Op):
+    """Where the server's part ends: the client decrypts its operand (the server returns
+    it as `output_name`) and computes what follows in the clear (a client epilogue:
+    argmax, a final sigmoid or softmax, casts; see split-epilogue-ckks)."""
+
+    name = "ckks.decrypt"
+    arity = 1
+    output_name: str
+
+    def infer(self, operands: Sequence[TensorType]) -> TensorType:
+        if not operands[0].secret:
+            raise ValueError("ckks.decrypt takes a secret tensor")
+        return operands[0].with_secret(False)
+
+    def evaluate(self, operands: Sequence[np.ndarray]) -> np.ndarray:
+        return operands[0]
+
+    def interval(self, operands: Sequence[Interval], constants: Constants) -> Interval | None:
+        return operands[0]

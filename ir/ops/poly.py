@@ -103,7 +103,9 @@ def series_range(
 @dataclass(frozen=True, slots=True)
 class Approximation(Annotation):
     """The value is a polynomial standing in for `function` on [lo, hi], off by at most
-    `max_error` there (measured on a dense grid of the interval)."""
+    `max_error` there (measured on a dense grid of the interval). `slope` bounds the
+    polynomial's |derivative| there, with respect to the value it is computed from
+    (x, or the mapped u = (2x - lo - hi) / (hi - lo) where a Gemm computes u)."""
 
     key = "approx"
     function: str
@@ -111,3 +113,4 @@ class Approximation(Annotation):
     lo: float
     hi: float
     max_error: float
+    slope: float

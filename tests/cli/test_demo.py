@@ -33,11 +33,12 @@ def test_demo_prints_one_row_per_backend(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     header, columns, *rows = result.stdout.splitlines()
     assert header == "fhec demo: tiny.onnx, 12 test samples"
-    assert columns.split()[:2] == ["backend", "max"]
+    assert columns.split()[:3] == ["backend", "samples", "max"]
     assert [row.split()[0] for row in rows] == list(BACKENDS)
     reference = rows[0].split()
-    assert float(reference[1]) < 1e-5  # max |diff| vs onnxruntime
-    assert reference[2] == "0.750"  # accuracy
+    assert reference[1] == "12"  # samples
+    assert float(reference[2]) < 1e-5  # max |diff| vs onnxruntime
+    assert reference[3] == "0.750"  # accuracy
 
 
 def test_run_demo_limit_takes_the_first_samples(tmp_path: Path) -> None:
