@@ -33,14 +33,28 @@ class TfheBackend:
         """Options: `calibration` (the samples fhec.compile passes), and the concrete
         options of `TfheConfig` (p_error, global_p_error, compress_evaluation_keys,
         security_level)."""
+        import_concrete_quietly()
         from fhec.backends.tfhe.circuit import build_circuit
 
         return build_circuit(module, signature, options)
 
     def load(self, module: Module, signature: Signature, files: Mapping[str, bytes]) -> TfheCircuit:
+        import_concrete_quietly()
         from fhec.backends.tfhe.circuit import load_circuit
 
         return load_circuit(module, signature, files)
+
+
+def import_concrete_quietly() -> None:
+    """Import concrete once with its pkg_resources deprecation warnings silenced: they
+    are about concrete's packaging, say nothing to our users, and would break the
+    CLI's one-line error output."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*pkg_resources.*")
+        warnings.filterwarnings("ignore", message=".*declare_namespace.*")
+        import concrete.fhe  # noqa: F401
 
 
 TFHE_BACKEND = TfheBackend()
