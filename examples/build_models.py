@@ -8,9 +8,13 @@ For each case, `<out>/<case>/` gets:
   calibration.npz   the samples given to `fhec.compile(calibration=...)`
   expected.npz      onnxruntime's outputs keyed by output name (ZipMap -> (N, classes))
   expected.ir       the IR after the common pipeline, big constants elided
-and `<out>/README.md` lists the cases. The demo files fhec/data/demo_digits_mlp.onnx
-and fhec/data/demo_digits_test.npz are written too (the mlp_digits model and its
-held-out split). Files are written byte-stably: a rebuild changes only what changed.
+and `<out>/README.md` lists the cases. `--tfhe` writes `<out>/<case>/expected.tfhe.ir`
+(the IR after the tfhe pipeline at its default options) for the TFHE golden cases,
+from their committed model.onnx and calibration.npz (no retraining); `--ckks` likewise
+writes `expected.ckks.ir` (the IR after the ckks pipeline) for the CKKS golden cases.
+The demo files fhec/data/demo_digits_mlp.onnx and fhec/data/demo_digits_test.npz are
+written too (the mlp_digits model and its held-out split). Files are written
+byte-stably: a rebuild changes only what changed.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from op_graphs import OP_CASES
 from trained_models import TRAINED_CASES
 
 import fhec
+from fhec import api as fhec_api
 from fhec.ir.errors import InternalCompilerError
 from fhec.ir.printer import print_module
 
@@ -121,6 +126,37 @@ machine changes nothing.) Accuracies are onnxruntime's on inputs.npz.
 """
 
 
+TFHE_CASES = ("logreg_breast_cancer", "mlp_digits", "cnn_digits")
+
+
+def write_tfhe_ir(out: Path) -> None:
+    """expected.tfhe.ir of each TFHE golden case (tests/golden/test_golden_tfhe.py)."""
+    for name in TFHE_CASES:
+        folder = out / name
+        with np.load(folder / "calibration.npz") as data:
+            calibration = {key: data[key] for key in data.files}
+        module = fhec_api.lower(folder / "model.onnx", "tfhe", calibration=calibration)
+        text = print_module(module, elide_constants_over=ELIDE_CONSTANTS_OVER)
+        (folder / "expected.tfhe.ir").write_text(str(text))
+        print(f"{name}: expected.tfhe.ir")
+
+
+CKKS_CASES = ("logreg_breast_cancer", "mlp_digits")
+
+
+def write_ckks_ir(out: Path) -> None:
+    """expected.ckks.ir of each CKKS golden case (tests/golden/test_golden_ckks.py): the
+    IR after the ckks pipeline at its default options."""
+    for name in CKKS_CASES:
+        folder = out / name
+        with np.load(folder / "calibration.npz") as data:
+            calibration = {key: data[key] for key in data.files}
+        module = fhec_api.lower(folder / "model.onnx", "ckks", calibration=calibration)
+        text = print_module(module, elide_constants_over=ELIDE_CONSTANTS_OVER)
+        (folder / "expected.ckks.ir").write_text(str(text))
+        print(f"{name}: expected.ckks.ir")
+
+
 def write_readme(out: Path, rows: list[tuple[Case, dict[str, str]]]) -> None:
     lines = [README_HEAD.rstrip("\n")]
     for case, facts in rows:
@@ -161,7 +197,23 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave out cases fhec cannot compile yet instead of failing",
     )
+    parser.add_argument(
+        "--tfhe",
+        action="store_true",
+        help="only write expected.tfhe.ir of the TFHE golden cases (from the files in --out)",
+    )
+    parser.add_argument(
+        "--ckks",
+        action="store_true",
+        help="only write expected.ckks.ir of the CKKS golden cases (from the files in --out)",
+    )
     args = parser.parse_args(argv)
+    if args.ckks:
+        write_ckks_ir(args.out)
+        return 0
+    if args.tfhe:
+        write_tfhe_ir(args.out)
+        return 0
     known = [build.__name__ for build in ALL_CASES]
     unknown = sorted(set(args.only or ()) - set(known))
     if unknown:

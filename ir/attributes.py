@@ -142,20 +142,25 @@ def coerce(value: object, hint: object) -> object:
             raise TypeError(f"expected a number, found {value!r}")
         return float(value)
     if isinstance(hint, type) and issubclass(hint, StrEnum):
-        return hint(value)
+        return hint(str(value))
     if hint is str:
         if not isinstance(value, str):
             raise TypeError(f"expected a string, found {value!r}")
         return value
     if hint in (TensorType, DenseElements):
-        if not isinstance(value, hint):  # type: ignore[arg-type]
+        if not isinstance(value, hint):
             raise TypeError(f"expected {hint}, found {value!r}")
         return value
     raise TypeError(f"unsupported attribute type {hint!r}")
 
 
-@cache
 def field_hints(cls: type) -> dict[str, object]:
-    """The declared attribute fields of an op or annotation class, with their types."""
+    """The declared attribute fields of an op, annotation or pass class, with their types."""
+    return _field_hints(cls)
+
+
+@cache
+def _field_hints(cls: typing.Hashable) -> dict[str, object]:
+    assert isinstance(cls, type)
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in fields(cls)}

@@ -6,6 +6,7 @@ says that value `u` is operand `k` of `v`, so operand order lives on the edges.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -30,7 +31,7 @@ class Node:
     location: Location
     annotations: tuple[Annotation, ...] = ()
 
-    def annotation(self, cls: type[AnnotationCls]) -> AnnotationCls | None:
+    def annotation(self, cls: builtins.type[AnnotationCls]) -> AnnotationCls | None:
         for item in self.annotations:
             if isinstance(item, cls):
                 return item

@@ -102,10 +102,11 @@ class _Builder:
         return Module(Function(name, self.graph, outputs))
 
     def node(self, tree: lark.Tree[Any]) -> None:
+        value: Any
+        opname: Any
         value, opname, *rest = tree.children
-        operand_tokens = [t for t in rest if isinstance(t, lark.Token) and t.type == "VALUE"]
-        others = [t for t in rest if not (isinstance(t, lark.Token) and t.type == "VALUE")]
-        others = [t for t in others if t is not None]
+        operand_tokens: list[Any] = [t for t in rest if _is_value_token(t)]
+        others: list[Any] = [t for t in rest if t is not None and not _is_value_token(t)]
         attributes: dict[str, Any] = {}
         if others and isinstance(others[0], dict):
             attributes = others.pop(0)
@@ -125,6 +126,8 @@ class _Builder:
         return self.ids[str(token)]
 
     def output(self, tree: lark.Tree[Any]) -> tuple[str, ValueId]:
+        token: Any
+        name: Any
         token, name = tree.children
         return (str(json.loads(name)), self.lookup(token))
 
@@ -132,14 +135,20 @@ class _Builder:
         cls = OP_REGISTRY.get(opname)
         if cls is None:
             raise IRParseError(f"line {line}: unknown op {opname!r}")
-        return _instantiate(cls, attributes, line)
+        op: Op = _instantiate(cls, attributes, line)
+        return op
 
     def annotation(self, tree: lark.Tree[Any], line: int) -> Annotation:
         key, attributes = str(tree.children[0]), tree.children[1]
         cls = ANNOTATION_REGISTRY.get(key)
         if cls is None:
             raise IRParseError(f"line {line}: unknown annotation #{key}")
-        return _instantiate(cls, attributes, line)
+        annotation: Annotation = _instantiate(cls, attributes, line)  # type: ignore[arg-type]
+        return annotation
+
+
+def _is_value_token(item: object) -> bool:
+    return isinstance(item, lark.Token) and item.type == "VALUE"
 
 
 def _instantiate(cls: type[Any], attributes: dict[str, Any], line: int) -> Any:

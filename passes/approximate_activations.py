@@ -230,7 +230,7 @@ def _gain(graph: Graph, user: ValueId, value: ValueId) -> float | None:
             return None
         bounds.append(result)
     spread, at_zero = bounds
-    return max(spread.hi - at_zero.hi, at_zero.lo - spread.lo, 0.0)
+    return float(max(spread.hi - at_zero.hi, at_zero.lo - spread.lo, 0.0))
 
 
 def _unit(x: np.ndarray, lo: float, hi: float) -> np.ndarray:

@@ -174,9 +174,7 @@ def _expand(function: Function, value: ValueId, op: ChebyshevOp, fold: bool) -> 
     # The slope is with respect to what the expansion reads: u where the Gemm computes it.
     factor = (op.hi - op.lo) / 2.0 if folded else 1.0
     kept = tuple(
-        replace(a, slope=a.slope * factor)
-        for a in node.annotations
-        if isinstance(a, Approximation)
+        replace(a, slope=a.slope * factor) for a in node.annotations if isinstance(a, Approximation)
     )
     bounds = series_range(result.series, -1.0, 1.0, -1.0, 1.0)
     graph.set_node(result.value, replace(graph.node(result.value), annotations=(*kept, bounds)))

@@ -7,7 +7,8 @@ batch axis as axis 0 (one sample per slot: each element of a sample is one
 ciphertext), and is computed by a ckks op or a layout op (reshape, transpose,
 concat, gather, float cast) that moves ciphertexts without mixing samples. Linear
 layers become `ckks.matmul_plain` (sums of ciphertext-times-scalar products, no
-rotations); a constant or public operand meets a ciphertext through `ckks.encode`,
+rotations), and so do convolutions and average pooling (as the matrix product of
+their Toeplitz matrix on each sample's flattened elements); a constant or public operand meets a ciphertext through `ckks.encode`,
 at scale 2**plain_scale_bits (0: as `scale_bits`) and level 0 for now (the scale
 and level passes adjust them). Secret inputs get #ckks{scale_bits, level = 0,
 size = 2}. Any other op on secret values is a CompileError naming it.
@@ -27,6 +28,7 @@ from fhec.ir.op import Op
 from fhec.ir.ops import ckks
 from fhec.ir.ops.core import ConstantOp, InputOp
 from fhec.ir.ops.linalg import GemmOp
+from fhec.ir.ops.shape import ReshapeOp
 from fhec.passes.annotate_states_ckks import annotate_states
 from fhec.passes.approximate_activations import APPROXIMATED
 from fhec.passes.base import Pass, PassContext, PassKind, register_pass
@@ -315,7 +317,47 @@ def _matmul(lw: _Lowering, node: Node, operands: tuple[ValueId, ...]) -> ValueId
     return lw.emit(node, ckks.MatMulPlainOp(), x, lw.encode(node, matrix))
 
 
+def _linear_map(lw: _Lowering, node: Node, operands: tuple[ValueId, ...]) -> ValueId:
+    """A linear op of one encrypted operand and constant parameters (Conv, AveragePool)
+    as a matrix product on each sample's flattened elements: its matrix (a convolution's
+    Toeplitz matrix) is the op run on the unit vectors, its offset (a bias) the op at 0.
+    reshape -> matmul_plain (zero weights cost nothing) -> add_plain -> reshape."""
+    x, *rest = operands
+    if not lw.secret(x) or any(lw.secret(o) for o in rest):
+        raise CompileError(
+            f"{node.op.name} on encrypted values needs the encrypted batch as its first "
+            "operand and constant weights",
+            node.location,
+        )
+    params = [lw.constant_of(node, o, "its weights") for o in rest]
+    shape_in, shape_out = lw.graph.node(x).type.shape, node.type.shape
+    inner = int(np.prod(shape_in[1:], dtype=np.int64))
+    outer = int(np.prod(shape_out[1:], dtype=np.int64))
+    offset = np.asarray(node.op.evaluate([np.zeros((1, *shape_in[1:])), *params])).reshape(outer)
+    basis = np.eye(inner).reshape((inner, *shape_in[1:]))
+    matrix = np.asarray(node.op.evaluate([basis, *params])).reshape(inner, outer) - offset
+    known = lw.graph.node(x).annotation(Interval)
+    flat = lw.emit(node, ReshapeOp((shape_in[0], inner)), x, bounds=known)
+    whole = node.annotation(Interval)
+    shift = Interval.of(offset)
+    product = lw.emit(
+        node,
+        ckks.MatMulPlainOp(),
+        flat,
+        lw.encode(node, lw.constant(node, matrix)),
+        bounds=None if whole is None else whole - shift,
+    )
+    if np.any(offset):
+        offset_value = lw.constant(node, offset)
+        product = lw.emit(
+            node, ckks.AddPlainOp(), product, lw.encode(node, offset_value), bounds=whole
+        )
+    return lw.emit(node, ReshapeOp(shape_out), product, bounds=whole)
+
+
 RULES: dict[str, Rule] = {
+    "linalg.conv": _linear_map,
+    "nn.avg_pool": _linear_map,
     "arith.add": _add,
     "arith.sub": _sub,
     "arith.mul": _mul,

@@ -66,7 +66,7 @@ class CkksClient:
     def decrypt(self, data: bytes) -> dict[str, np.ndarray]:
         """The outputs in `data` (the server's reply), checked to be for this key set."""
         tensors, _ = load_ciphertexts(data, self._circuit.context, self._keys.key_id)
-        expected = {spec.name for spec in self._circuit.signature.outputs}
+        expected = self._circuit.server_output_names
         if set(tensors) - expected:
             raise InputError(
                 f"the reply holds {sorted(set(tensors) - expected)}, not outputs of this model"

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from fhec.backends.ckks.epilogue import client_outputs, finish, server_outputs
 from fhec.backends.ckks.error_model import error_bounds
 from fhec.backends.ckks.evaluator import Evaluator
 from fhec.backends.ckks.seal_context import Encryptor, SealContext, SecretKeys
@@ -103,12 +104,17 @@ class CkksCircuit:
     def decrypt(
         self, encryptor: Encryptor, outputs: Mapping[str, CipherTensor | np.ndarray]
     ) -> Arrays:
+        """The model's outputs from the server's: decrypted, then the epilogue run."""
         dtypes = {spec.name: spec.dtype.numpy for spec in self.signature.outputs}
         result = {}
         for name, value in outputs.items():
             array = decrypt_tensor(encryptor, value) if isinstance(value, CipherTensor) else value
             result[name] = np.asarray(array).astype(dtypes.get(name, np.float32))
-        return result
+        return finish(self.module, result)
+
+    @property
+    def server_output_names(self) -> set[str]:
+        return {name for name, _ in server_outputs(self.module)}
 
     # -- facts and files ---------------------------------------------------------
     def report(self) -> dict[str, object]:
@@ -128,6 +134,9 @@ class CkksCircuit:
             "key_bytes": key_sizes(params),
             "galois_keys": 0,
             "error_bound": dict(self.error_bound),
+            # Finished by the client after decryption, in the clear (split-epilogue-ckks);
+            # integer ones (labels) have no bound: compare them by agreement.
+            "client_outputs": client_outputs(self.module),
         }
 
     def to_files(self) -> dict[str, bytes]:

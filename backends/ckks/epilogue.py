@@ -27,6 +27,7 @@ LIPSCHITZ = {
     "arith.abs": 1.0,
     "nn.log_softmax": 2.0,
 }
+FLOAT32_UNIT = 2.0**-24
 MOVES_ONLY = frozenset({*ckks.LAYOUT_OPS, "ckks.decrypt", "tensor.identity"})
 
 
@@ -71,7 +72,7 @@ def finish(module: Module, decrypted: Mapping[str, np.ndarray]) -> dict[str, np.
             if isinstance(node.op, ckks.DecryptOp):
                 array = decrypted[node.op.output_name]
                 values[value] = np.asarray(array).astype(node.type.dtype.numpy)
-            elif isinstance(node.op, InputOp) or node.type.secret and value not in client:
+            elif isinstance(node.op, InputOp) or (node.type.secret and value not in client):
                 raise InternalCompilerError(
                     f"the client epilogue reads {node.op.name} at {node.location.describe()}",
                     "ckks",
@@ -108,6 +109,6 @@ def epilogue_bounds(module: Module, server: Mapping[ValueId, float]) -> dict[str
         known = [e for e in inputs if e is not None]
         if node.op.name in MOVES_ONLY:
             errors[value] = max(known, default=0.0)
-        elif node.op.name in LIPSCHITZ:
-            errors[value] = LIPSCHITZ[node.op.name] * max(known, default=0.0)
+        elif node.op.name in LIPSCHITZ:  # and the clear float32 op's own rounding
+            errors[value] = LIPSCHITZ[node.op.name] * max(known, default=0.0) + FLOAT32_UNIT
     return {name: errors[v] for name, v in module.function.outputs if v in errors}

@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 
+from fhec.backends.ckks.epilogue import client_values, epilogue_bounds
 from fhec.backends.ckks.seal_context import SealContext
 from fhec.ir.graph import Graph, Module, ValueId
 from fhec.ir.ops import ckks
@@ -60,7 +61,9 @@ class _Noise:
 
 
 def error_bounds(module: Module, context: SealContext) -> dict[str, float]:
-    """The predicted max |error| of each output, by name."""
+    """The predicted max |error| of each output, by name; outputs the client finishes
+    carry their server values' bounds through the epilogue where it is Lipschitz, and
+    labels (integer outputs) have none."""
     graph = module.graph
     states = ckks_states(graph, "ckks", strict=True)
     magnitudes = value_magnitudes(graph, states, "ckks")
@@ -70,6 +73,11 @@ def error_bounds(module: Module, context: SealContext) -> dict[str, float]:
     # Inside a polynomial: only the noise of its own operations (its input's error
     # counts once, at its end, through the polynomial's slope).
     inner: dict[ValueId, float] = {}
+    # The part of an error that is a fraction of the value's own size, element by
+    # element (the reference's float32 roundings): products by plaintexts keep it a
+    # fraction, where a bound by the tensor's largest magnitude would multiply a large
+    # element's rounding by another element's large factor (a Scaler's 1/std).
+    relative: dict[ValueId, float] = {}
     for value in graph.topological_order():
         node = graph.node(value)
         if value not in states or isinstance(node.op, ckks.EncodeOp):
@@ -80,8 +88,11 @@ def error_bounds(module: Module, context: SealContext) -> dict[str, float]:
         else:
             seen = _RegionErrors(errors, inner, region[0])
             error = _propagate(graph, value, states, magnitudes, seen, noise, context)
-        if not isinstance(node.op, NOT_COMPUTED):
+        if region is None:
+            error = _relative_part(graph, value, error, magnitudes, relative)
+        if not isinstance(node.op, (*NOT_COMPUTED, InputOp)):  # inputs: the same float32s
             error += FLOAT32_UNIT * magnitudes[value]
+            relative[value] = relative.get(value, 0.0) + FLOAT32_UNIT
         approximation = node.annotation(Approximation)
         if region is not None:
             inner[value] = error
@@ -89,10 +100,38 @@ def error_bounds(module: Module, context: SealContext) -> dict[str, float]:
                 entry = max((errors[v] for v in region[1]), default=0.0)
                 error += approximation.slope * entry + approximation.max_error
         errors[value] = error
-    return {
+    client = client_values(graph)
+    bounds = {
         name: errors.get(value, 0.0) + FLOAT32_UNIT * magnitudes.get(value, 0.0)
         for name, value in module.function.outputs
+        if value not in client
     }
+    return {**bounds, **epilogue_bounds(module, errors)}
+
+
+def _relative_part(
+    graph: Graph,
+    value: ValueId,
+    error: float,
+    magnitudes: dict[ValueId, float],
+    relative: dict[ValueId, float],
+) -> float:
+    """`error` (from _propagate) where the operand's relative part passes through as a
+    fraction of this value: products by plaintexts (|p_i| r |x_i| = r |p_i x_i|) and ops
+    that keep the values; others' relative parts are already absolute in `error`."""
+    op = graph.node(value).op
+    operands = graph.operands(value)
+    if not operands or operands[0] not in relative:
+        return error
+    source = operands[0]
+    fraction = relative[source]
+    if isinstance(op, ckks.MulPlainOp):
+        factor = magnitudes[operands[1]]
+        relative[value] = fraction
+        return error - factor * fraction * magnitudes[source] + fraction * magnitudes[value]
+    if isinstance(op, NOT_COMPUTED):
+        relative[value] = fraction
+    return error
 
 
 class _RegionErrors(dict[ValueId, float]):

@@ -18,6 +18,7 @@ from typing import Any, TypeAlias
 import numpy as np
 import seal
 
+from fhec.backends.ckks.epilogue import client_values, server_outputs
 from fhec.backends.ckks.seal_context import EvaluationKeys, SealContext
 from fhec.backends.ckks.serialization import CipherTensor
 from fhec.backends.ckks.tensors import batch_column
@@ -25,6 +26,7 @@ from fhec.ir.errors import InputError, InternalCompilerError
 from fhec.ir.graph import Graph, Module, ValueId
 from fhec.ir.ops import ckks
 from fhec.ir.ops.core import ConstantOp, InputOp
+from fhec.ir.ops.poly import Approximation
 
 # Two ciphertexts that meet in an addition have the scale the compiler planned, but
 # the true SEAL scales differ by the primes' distance from powers of two (~1e-7):
@@ -52,23 +54,80 @@ class Evaluator:
         self._landing: tuple[int, int] | None = None  # that of the product being computed
 
     def run(self, inputs: Mapping[str, Value]) -> dict[str, Value]:
-        """Outputs by name, for inputs by name (secret ones as CipherTensors)."""
+        """Outputs by name, for inputs by name (secret ones as CipherTensors): the
+        model's, and those the client finishes (epilogue.server_outputs)."""
         graph = self.module.graph
-        uses = {v: len(graph.users(v)) for v in graph}
-        kept = {v for _, v in self.module.function.outputs}
+        client = client_values(graph)  # the client's epilogue: not the server's to run
+        order = [v for v in graph.topological_order() if v not in client]
+        uses = {v: sum(1 for u, _ in graph.users(v) if u not in client) for v in graph}
+        returned = server_outputs(self.module)
+        kept = {v for _, v in returned}
         values: dict[ValueId, Value | _Plain] = {}
-        for value in graph.topological_order():
-            values[value] = self._node(graph, value, values, inputs)
-            for operand in set(graph.operands(value)):  # free what no one needs any more
-                uses[operand] -= graph.operands(value).count(operand)
-                if uses[operand] == 0 and operand not in kept:
-                    del values[operand]
+        regions = _elementwise_regions(graph, kept)
+        for value in order:
+            region = regions.get(value)
+            if region is not None and value != region[-1]:
+                continue  # computed with the region, element by element, at its end
+            if region is None:
+                values[value] = self._node(graph, value, values, inputs)
+            else:
+                values[value] = self._region(graph, region, values, inputs)
+            for member in region or (value,):
+                for operand in set(graph.operands(member)):  # free what no one needs
+                    if operand in values and (region is None or operand not in region):
+                        uses[operand] -= graph.operands(member).count(operand)
+                        if uses[operand] == 0 and operand not in kept:
+                            del values[operand]
         outputs: dict[str, Value] = {}
-        for name, value in self.module.function.outputs:
+        for name, value in returned:
             result = values[value]
             assert not isinstance(result, _Plain)
             outputs[name] = result
         return outputs
+
+    def _region(
+        self,
+        graph: Graph,
+        region: tuple[ValueId, ...],
+        values: dict[ValueId, Value | _Plain],
+        inputs: Mapping[str, Value],
+    ) -> Value:
+        """An elementwise region (an expanded polynomial: `_elementwise_regions`) run one
+        element at a time, so that only one element's intermediate ciphertexts are alive
+        at once (SEAL's memory pool keeps the peak of every ciphertext size it saw)."""
+        members = set(region)
+        outside = {o for v in region for o in graph.operands(v) if o not in members}
+        if any(_per_element(values[o]) for o in outside):
+            whole_run = dict(values)  # a plaintext varies by element: run it whole
+            for value in region:
+                whole_run[value] = self._node(graph, value, whole_run, inputs)
+            result = whole_run[region[-1]]
+            assert not isinstance(result, _Plain)
+            return result
+        entries = [o for o in outside if isinstance(values[o], CipherTensor)]
+        shape = next(values[o].ciphertexts.shape for o in entries)  # type: ignore[union-attr]
+        out = np.empty(shape, dtype=object)
+        last: CipherTensor | None = None
+        for index in np.ndindex(shape):
+            local: dict[ValueId, Value | _Plain] = {o: values[o] for o in outside}
+            for o in entries:
+                whole = values[o]
+                assert isinstance(whole, CipherTensor)
+                picked = np.broadcast_to(whole.ciphertexts, shape)[index]
+                local[o] = CipherTensor(
+                    np.full((1,) * len(shape), picked, dtype=object),
+                    whole.count,
+                    whole.scale_bits,
+                    whole.level,
+                )
+            for value in region:
+                local[value] = self._node(graph, value, local, inputs)
+            result = local[region[-1]]
+            assert isinstance(result, CipherTensor)
+            out[index] = result.ciphertexts.flat[0]
+            last = result
+        assert last is not None
+        return CipherTensor(out, last.count, last.scale_bits, last.level)
 
     def _node(
         self,
@@ -274,6 +333,52 @@ def _layout_map(graph: Graph, value: ValueId) -> np.ndarray:
         offset += per_sample
     moved = ids[0] if node.op.name == "tensor.cast" else node.op.evaluate(ids)
     return np.asarray(np.asarray(moved).astype(np.int64)[0])
+
+
+ELEMENTWISE = (
+    ckks.AddOp, ckks.SubOp, ckks.MulOp, ckks.AddPlainOp, ckks.SubPlainOp, ckks.MulPlainOp,
+    ckks.NegateOp, ckks.RescaleOp, ckks.RelinearizeOp, ckks.ModSwitchOp,
+)  # fmt: skip
+
+
+def _elementwise_regions(graph: Graph, kept: set[ValueId]) -> dict[ValueId, tuple[ValueId, ...]]:
+    """Expanded polynomials (the `#approx` node and the secret nodes at its location it
+    is computed from, in order) made of elementwise ops only, whose values no one
+    outside them reads but the last: member -> the region's members."""
+    found: dict[ValueId, tuple[ValueId, ...]] = {}
+    order = {v: i for i, v in enumerate(graph.topological_order())}
+    for value in graph:
+        node = graph.node(value)
+        if node.annotation(Approximation) is None:
+            continue
+        members: set[ValueId] = set()
+        stack = [value]
+        while stack:
+            current = stack.pop()
+            if current not in members:
+                members.add(current)
+                stack.extend(
+                    o
+                    for o in graph.operands(current)
+                    if graph.node(o).type.secret and graph.node(o).location == node.location
+                )
+        inner = members - {value}
+        if any(not isinstance(graph.node(v).op, ELEMENTWISE) for v in members) or any(
+            v in kept or any(u not in members for u, _ in graph.users(v)) for v in inner
+        ):
+            continue
+        region = tuple(sorted(members, key=order.__getitem__))
+        for member in region:
+            found[member] = region
+    return found
+
+
+def _per_element(value: Value | _Plain) -> bool:
+    """A public operand whose numbers differ between elements (not a scalar)."""
+    if isinstance(value, CipherTensor):
+        return False
+    array = value.array if isinstance(value, _Plain) else value
+    return bool(np.asarray(array).size != 1)
 
 
 def _landings(graph: Graph) -> dict[ValueId, tuple[int, int]]:

@@ -9,7 +9,7 @@ import pytest
 from numpy.polynomial import chebyshev
 
 from fhec.backends.reference import evaluate
-from fhec.ir.errors import CompileError
+from fhec.ir.errors import CompileError, FhecError
 from fhec.ir.graph import Function, Graph, Module
 from fhec.ir.interval import Interval
 from fhec.ir.location import Location
@@ -86,8 +86,10 @@ def test_every_function_fits_on_its_range(op: Op, lo: float, hi: float) -> None:
 
 
 def test_degree_follows_the_error_target() -> None:
-    coarse, _ = _approximated(_module(ew.SigmoidOp(), -6, 6), "error_target=1e-2")
-    fine, _ = _approximated(_module(ew.SigmoidOp(), -6, 6), "error_target=1e-6")
+    coarse, _ = _approximated(_module(ew.SigmoidOp(), -6, 6), "error_target=1e-2,output_error=0")
+    fine, _ = _approximated(
+        _module(ew.SigmoidOp(), -6, 6), "error_target=1e-6,output_error=0,max_degree=63"
+    )
     degree = [
         next(
             m.graph.node(v).annotation(Approximation)
@@ -255,3 +257,33 @@ def test_a_point_range_still_gets_an_interval() -> None:
         if result.graph.node(v).annotation(Approximation)
     )
     assert record is not None and record.lo < 2.0 < record.hi and record.hi - record.lo < 0.01
+
+
+def test_output_error_must_not_be_negative() -> None:
+    with pytest.raises(FhecError, match="output_error must be >= 0"):
+        parse_pipeline("approximate-activations{output_error=-1}")
+
+
+def test_decrypt_takes_a_secret_tensor() -> None:
+    from fhec.ir.ops.ckks import DecryptOp
+
+    public = TensorType((4, 2), DType.F32)
+    assert DecryptOp("e").infer([public.with_secret(True)]) == public
+    with pytest.raises(ValueError, match=r"ckks\.decrypt takes a secret tensor"):
+        DecryptOp("e").infer([public])
+
+
+def test_slope_bounds_the_polynomial_derivative() -> None:
+    """#approx slope: the largest |p'| on [lo, hi], what the error bound multiplies the
+    input's error by (ReLU's polynomial overshoots 1 a little near the kink)."""
+    result, _ = _approximated(_module(ew.ReluOp(), -4, 4), "max_degree=15,output_error=0")
+    (note,) = [a for v in result.graph if (a := result.graph.node(v).annotation(Approximation))]
+    coefficients = next(
+        n.op.coefficients
+        for v in result.graph
+        if isinstance((n := result.graph.node(v)).op, ChebyshevOp)
+    )
+    grid = np.linspace(-1, 1, 100001)
+    slope = np.max(np.abs(chebyshev.chebval(grid, chebyshev.chebder(coefficients))))
+    assert note.slope == pytest.approx(slope * 2 / (note.hi - note.lo), rel=1e-6)
+    assert 1.0 <= note.slope < 1.5

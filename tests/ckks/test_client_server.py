@@ -194,3 +194,39 @@ def test_batch_shaped_constants_limit_the_samples_per_run() -> None:
     )
     with pytest.raises(InputError, match="a constant varies over a batch of 3"):
         circuit.run({"x": CALIBRATION[:4]})
+
+
+def test_client_finishes_labels_and_probabilities() -> None:
+    """A classifier's label (ArgMax) and probabilities (Sigmoid) come last: the server
+    returns the scores only, and the client computes both after decryption, exactly."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(2)
+    weights = numpy_helper.from_array(rng.normal(size=(4, 3)).astype(np.float32), "W")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gemm", ["x", "W"], ["scores"], name="dense"),
+            helper.make_node("ArgMax", ["scores"], ["label"], name="pick", axis=1, keepdims=0),
+            helper.make_node("Sigmoid", ["scores"], ["probability"], name="squash"),
+        ],
+        "classifier",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+            helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["N", 3]),
+        ],
+        [weights],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    compiled = compile_ckks(model, {"x": CALIBRATION}, batch_size=32, options=FAST)
+    client = CkksClient(compiled.module, compiled.signature)
+    server = CkksServer(compiled.module, client.evaluation_keys())
+    x = CALIBRATION[:16]
+    reply = server.run(client.encrypt({"x": x}))
+    outputs = client.decrypt(reply)
+    want = reference(model, {"x": x})
+    np.testing.assert_array_equal(outputs["label"], want["label"])
+    error = float(np.max(np.abs(outputs["probability"] - want["probability"])))
+    assert error <= client.error_bound["probability"]
+    assert "label" not in client.error_bound  # a label: agreement, not a bound
+    assert b"epilogue.0" in reply and b'"probability"' not in reply

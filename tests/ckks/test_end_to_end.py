@@ -20,8 +20,17 @@ def _check_within_bound(got: np.ndarray, want: np.ndarray, bound: float) -> floa
     assert measured <= bound, (
         f"measured error {measured:.3g} exceeds the predicted bound {bound:.3g}"
     )
-    assert bound <= 100 * measured, f"bound {bound:.3g} is over 100x the measured {measured:.3g}"
+    # Where the client computes the last ops exactly, the error can be at the float32
+    # resolution of the reference itself, which the bound covers in the worst case (a
+    # dot product's K roundings): there, a bound within 1e-4 is the check.
+    floor = FLOAT32_RESOLUTION
+    assert bound <= 100 * max(measured, floor), (
+        f"bound {bound:.3g} is over 100x the measured {measured:.3g}"
+    )
     return measured
+
+
+FLOAT32_RESOLUTION = 1e-6
 
 
 def test_mlp_encrypted_matches_onnxruntime(mlp: onnx.ModelProto, standardized: np.ndarray) -> None:
@@ -107,10 +116,10 @@ def test_key_sizes_reported_are_the_serialized_ones() -> None:
 
 @pytest.mark.slow
 def test_mlp_with_default_options(mlp: onnx.ModelProto, standardized: np.ndarray) -> None:
-    """The default error target (degree up to 63 for the ReLU): depth 9, N = 32768."""
+    """The default precision (output_error 0.1): a low-degree ReLU, N = 16384."""
     compiled = compile_ckks(mlp, {"x": standardized}, batch_size=512)
     circuit = CKKS_BACKEND.build(compiled.module, compiled.signature, {})
-    assert circuit.report()["poly_degree"] == 32768
+    assert circuit.report()["poly_degree"] == 16384
     got = circuit.run({"x": standardized[:512]})["y"]
     _check_within_bound(
         got, reference(mlp, {"x": standardized[:512]})["y"], circuit.error_bound["y"]
