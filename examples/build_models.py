@@ -141,7 +141,7 @@ def write_tfhe_ir(out: Path) -> None:
         print(f"{name}: expected.tfhe.ir")
 
 
-CKKS_CASES = ("logreg_breast_cancer", "mlp_digits")
+CKKS_CASES = ("logreg_breast_cancer", "mlp_digits", "cnn_digits")
 
 
 def write_ckks_ir(out: Path) -> None:

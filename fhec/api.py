@@ -70,6 +70,36 @@ class CompiledModel:
             self.signature, inputs, self._chunk_runner(mode), samples_per_run=per_run
         )
 
+    def evaluate_accuracy(
+        self, inputs: Mapping[str, np.ndarray], labels: np.ndarray, *, mode: str = "clear"
+    ) -> float:
+        """The fraction of samples whose predicted class is their label: the model's
+        integer (label) output if it has one (skl2onnx classifiers), else the argmax of
+        its one score output. `mode="clear"` computes the compiled module exactly by the
+        reference interpreter (for TFHE: the quantized integer model, without
+        encryption or bootstrapping noise); "simulate" and "execute" run as `run` does."""
+        if mode not in ("clear", *MODES):
+            raise InputError(
+                f"unknown accuracy mode {mode!r}", hint="use one of: clear, execute, simulate"
+            )
+        if mode == "clear":
+            from fhec.backends.reference import evaluate
+            from fhec.runtime.batching import run_batched
+
+            outputs = run_batched(
+                self.signature, inputs, lambda chunk: evaluate(self.module, chunk)
+            )
+        else:
+            outputs = self.run(inputs, mode=mode)
+        predicted = predicted_classes(outputs)
+        labels = np.asarray(labels).reshape(-1)
+        if labels.shape != predicted.shape:
+            raise InputError(
+                f"{labels.size} labels for {predicted.size} samples",
+                hint="give one class index per sample, in the inputs' order",
+            )
+        return float(np.mean(predicted == labels))
+
     @property
     def error_bound(self) -> dict[str, float]:
         """The predicted maximum absolute error of each output (CKKS), by output name;
@@ -467,6 +497,22 @@ def _largest_magnitude(module: Module) -> dict[str, object] | None:
         if best is None or interval.magnitude > best[0]:
             best = (interval.magnitude, node.location.describe())
     return None if best is None else {"value": best[0], "at": best[1]}
+
+
+def predicted_classes(outputs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The class of each sample: an integer output (a classifier's labels) if there is
+    one, else the argmax of the one score output of shape (N, classes)."""
+    for value in outputs.values():
+        if np.asarray(value).dtype.kind in "iu":
+            return np.asarray(value).reshape(-1)
+    scores = list(outputs.values())
+    if len(scores) != 1 or np.asarray(scores[0]).ndim != 2:
+        raise InputError(
+            "cannot tell the predicted class: the model has no integer label output and "
+            f"not exactly one (N, classes) score output (outputs: {', '.join(outputs)})",
+            hint="compute the accuracy from model.run's outputs yourself",
+        )
+    return np.asarray(np.asarray(scores[0]).argmax(axis=1))
 
 
 def format_summary(report: Mapping[str, object]) -> str:

@@ -24,6 +24,7 @@ from fhec.training import DEFAULT_BATCH_SIZE, LOSSES, TRAINING_BACKENDS
 if TYPE_CHECKING:
     import numpy as np
 
+    from fhec.api import CompiledModel
     from fhec.ir.graph import Module
 
 EXIT_USER_ERROR = 2
@@ -202,6 +203,8 @@ def compile_command(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         options=_options_by_pass(args.option),
     )
+    if calibration is not None and args.backend in CLEAR_ACCURACY_BACKENDS:
+        _report_clear_accuracy(model, calibration, args.calibration)
     model.save(output)
     if args.json:
         from fhec.runtime.artifact import json_default
@@ -212,6 +215,30 @@ def compile_command(args: argparse.Namespace) -> int:
         print(f"wrote {output}")
         print(model.summary())
     return 0
+
+
+# Backends whose compiled module the reference interpreter computes in clear (TFHE: the
+# quantized integer model), for the report's accuracy on labelled calibration data.
+CLEAR_ACCURACY_BACKENDS = ("reference", "tfhe")
+
+
+def _report_clear_accuracy(
+    model: CompiledModel, calibration: dict[str, np.ndarray], path: str
+) -> None:
+    """`calibration_accuracy_in_clear` when the calibration file has integer labels
+    that are not a model input: the compiled (for TFHE, quantized) model's accuracy on
+    those samples, computed in clear."""
+    from fhec.ir.errors import InputError
+    from fhec.runtime.npz import load_npz
+
+    labels = load_npz(path, "calibration").get(LABEL_KEY)
+    if labels is None or LABEL_KEY in calibration or labels.dtype.kind not in "iu":
+        return
+    try:
+        accuracy: object = round(model.evaluate_accuracy(calibration, labels), 4)
+    except InputError as exc:  # not a classifier: say why there is no accuracy
+        accuracy = f"n/a ({exc.message})"
+    model.report["calibration_accuracy_in_clear"] = accuracy
 
 
 def _reject_artifact_as_model(path: Path) -> None:

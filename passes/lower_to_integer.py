@@ -7,7 +7,9 @@ Establishes three regions, told apart by `partition` below:
   (in clear; the quantize ops are where the client encrypts);
 - server: i64 `linalg.matmul` / `linalg.conv` of encrypted integers by clear integer
   weights (average pools become window sums, a grouped convolution by ones; Flatten a
-  `tensor.reshape`; a Conv's padding a `tensor.pad` with the zero point), and
+  `tensor.reshape`; a Conv's padding a `tensor.pad` with the zero point), max pools
+  as taps (grouped convolutions by one-hot kernels) reduced pairwise by
+  max(a, b) = a + relu(b - a), the relu a `tfhe.lookup` of the exact difference, and
   `tfhe.lookup`: a layer's accumulator goes straight into one lookup that applies,
   in one table, its requantization (scales, zero points, bias) and every univariate
   op up to the next layer's quantizer (ReLU, Sigmoid, GELU, arithmetic with
@@ -38,16 +40,16 @@ from fhec.ir.location import Location
 from fhec.ir.op import Op
 from fhec.ir.ops.common import BinaryElementwise, UnaryElementwise
 from fhec.ir.ops.core import ConstantOp, InputOp
-from fhec.ir.ops.elementwise import AddOp
+from fhec.ir.ops.elementwise import AddOp, SubOp
 from fhec.ir.ops.linalg import ConvOp, GemmOp, MatMulOp
-from fhec.ir.ops.nn import AvgPoolOp
+from fhec.ir.ops.nn import AvgPoolOp, MaxPoolOp
 from fhec.ir.ops.shape import PadOp, ReshapeOp
 from fhec.ir.ops.tfhe import DequantizeOp, LookupOp, QuantizeOp, RoundOp, channel_array
 from fhec.ir.types import DType, TensorType
 from fhec.passes.base import Pass, PassContext, PassKind, Sample, register_pass
 from fhec.passes.quantize_tfhe import PASS_THROUGH, layer_axes
 
-SERVER_OPS = (MatMulOp, ConvOp, PadOp, ReshapeOp, LookupOp, RoundOp)
+SERVER_OPS = (MatMulOp, ConvOp, PadOp, ReshapeOp, LookupOp, RoundOp, AddOp, SubOp)
 _CHUNK = 1 << 22  # table entries computed per numpy call
 
 
@@ -250,6 +252,8 @@ def _pass_through(graph: Graph, value: ValueId, inner: _Integers) -> _Integers:
     if isinstance(node.op, ReshapeOp):
         reshaped = graph.add(node.op, [inner.value], _type(node.op, graph, inner.value), at)
         return _Integers(reshaped, inner.scale, inner.zero)
+    if isinstance(node.op, MaxPoolOp):
+        return _max_pool(graph, value, inner)
     assert isinstance(node.op, AvgPoolOp)
     if any(node.op.pads) or node.op.ceil_mode:  # windows of unequal sizes
         raise CompileError(
@@ -268,6 +272,71 @@ def _pass_through(graph: Graph, value: ValueId, inner: _Integers) -> _Integers:
         window_sum, [inner.value, constant], _type(window_sum, graph, inner.value, constant), at
     )
     return _Integers(summed, inner.scale / taps, inner.zero * taps)
+
+
+def _max_pool(graph: Graph, value: ValueId, inner: _Integers) -> _Integers:
+    """The window maxima of quantized integers (same scale and zero point): one tap
+    per kernel position, reduced pairwise by a + relu(b - a), one lookup each."""
+    node = graph.node(value)
+    op, at = node.op, node.location
+    assert isinstance(op, MaxPoolOp)
+    if op.ceil_mode:
+        raise CompileError(
+            "MaxPool with ceil_mode between encrypted layers is not supported",
+            at,
+            hint="pool with ceil_mode=0, or run the pool in clear after the last layer",
+        )
+    low, high = _quantized_bounds(graph, inner.value, at)
+    x = inner.value
+    if any(op.pads):  # the lowest integer never wins a window, as ONNX's -inf
+        half = len(op.pads) // 2
+        pad = PadOp((0, 0, *op.pads[:half], 0, 0, *op.pads[half:]), float(low))
+        x = graph.add(pad, [x], _type(pad, graph, x), at)
+    taps = [_tap(graph, x, op, position, at) for position in np.ndindex(*op.kernel)]
+    spread = high - low  # b - a lies in [-spread, spread]: exact, never rounded
+    width, _ = integer_width(range(-spread, spread + 1))
+    domain = np.arange(-(1 << (width - 1)), 1 << (width - 1), dtype=np.int64)
+    relu = LookupOp.tabulate(domain, np.maximum(domain, 0))
+    while len(taps) > 1:
+        pairs = zip(taps[0::2], taps[1::2], strict=False)
+        reduced = [_max_of(graph, a, b, relu, at) for a, b in pairs]
+        taps = reduced + taps[len(reduced) * 2 :]
+    return _Integers(taps[0], inner.scale, inner.zero)
+
+
+def _tap(
+    graph: Graph, x: ValueId, op: MaxPoolOp, position: tuple[int, ...], at: Location
+) -> ValueId:
+    """The window element at `position` of every window: a grouped convolution by a
+    one-hot kernel (concrete has no strided slicing of encrypted tensors)."""
+    channels = graph.node(x).type.shape[1]
+    one_hot = np.zeros((channels, 1, *op.kernel), dtype=np.int64)
+    one_hot[(slice(None), 0, *position)] = 1
+    tap = ConvOp(op.strides, (0,) * len(op.pads), op.dilations, channels)
+    kernel = graph.add(ConstantOp.of(one_hot), [], TensorType(one_hot.shape, DType.I64), at)
+    return graph.add(tap, [x, kernel], _type(tap, graph, x, kernel), at)
+
+
+def _max_of(graph: Graph, a: ValueId, b: ValueId, relu: LookupOp, at: Location) -> ValueId:
+    difference = graph.add(SubOp(), [b, a], _type(SubOp(), graph, b, a), at)
+    rectified = graph.add(relu, [difference], _type(relu, graph, difference), at)
+    return graph.add(AddOp(), [a, rectified], _type(AddOp(), graph, a, rectified), at)
+
+
+def _quantized_bounds(graph: Graph, value: ValueId, at: Location) -> tuple[int, int]:
+    """The integers a quantizer can give, seen through reshapes and paddings."""
+    op = graph.node(value).op
+    if isinstance(op, QuantizeOp):
+        if op.signed:
+            return -((1 << (op.bits - 1)) - 1), (1 << (op.bits - 1)) - 1
+        return 0, (1 << op.bits) - 1
+    if isinstance(op, ReshapeOp | PadOp):
+        return _quantized_bounds(graph, graph.operands(value)[0], at)
+    raise CompileError(
+        "MaxPool between encrypted layers must read an activation's quantized output",
+        at,
+        hint="pool right after the activation (or the input), before any average pool",
+    )
 
 
 def _uniform(scales: tuple[float, ...], location: Location) -> float:

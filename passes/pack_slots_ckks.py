@@ -7,11 +7,12 @@ batch axis as axis 0 (one sample per slot: each element of a sample is one
 ciphertext), and is computed by a ckks op or a layout op (reshape, transpose,
 concat, gather, float cast) that moves ciphertexts without mixing samples. Linear
 layers become `ckks.matmul_plain` (sums of ciphertext-times-scalar products, no
-rotations), and so do convolutions and average pooling (as the matrix product of
-their Toeplitz matrix on each sample's flattened elements); a constant or public operand meets a ciphertext through `ckks.encode`,
-at scale 2**plain_scale_bits (0: as `scale_bits`) and level 0 for now (the scale
-and level passes adjust them). Secret inputs get #ckks{scale_bits, level = 0,
-size = 2}. Any other op on secret values is a CompileError naming it.
+rotations), and so do convolutions and average pooling (the product by their
+Toeplitz matrix on each sample's flattened elements, between two reshapes); a
+constant or public operand meets a ciphertext through `ckks.encode`, at scale
+2**plain_scale_bits (0: as `scale_bits`) and level 0 for now (the scale and level
+passes adjust them). Secret inputs get #ckks{scale_bits, level = 0, size = 2}. Any
+other op on secret values is a CompileError naming it.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from fhec.ir.interval import Interval
 from fhec.ir.op import Op
 from fhec.ir.ops.core import ConstantOp
 from fhec.ir.ops.linalg import ConvOp, GemmOp, MatMulOp
-from fhec.ir.ops.nn import AvgPoolOp
+from fhec.ir.ops.nn import AvgPoolOp, MaxPoolOp
 from fhec.ir.ops.shape import ReshapeOp
 from fhec.ir.ops.tfhe import DequantizeOp, QuantizeOp
 from fhec.ir.types import TensorType
@@ -106,9 +106,10 @@ def layer_axes(op: Op, weight_rank: int) -> LayerAxes | None:
     return None
 
 
-# Linear ops without weights that a quantized value can go through on its way to a
-# layer (lower-to-integer computes them on the integers): the quantizer sits before.
-PASS_THROUGH = (ReshapeOp, AvgPoolOp)
+# Ops without weights that a quantized value can go through on its way to a layer
+# (lower-to-integer computes them on the integers): the quantizer sits before. A max
+# commutes with the (monotone) quantizer, so MaxPool may read quantized values too.
+PASS_THROUGH = (ReshapeOp, AvgPoolOp, MaxPoolOp)
 
 
 def quantization_source(graph: Graph, layer: ValueId) -> tuple[ValueId, list[ValueId]]:

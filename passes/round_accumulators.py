@@ -9,7 +9,9 @@ requantized activation of n bits seldom needs more than n + 1 bits of its
 accumulator. The lookup's table is unchanged: it is a function of every integer,
 and now reads rounded ones. `approximate` lets concrete fold the rounding into the
 lookup (one bootstrap, off by one step at times) instead of one bootstrap per
-removed bit. `bits = 0` rounds nothing.
+removed bit. `bits = 0` rounds nothing. A max pool's lookups (relu of the
+difference of two quantized activations, one bit wider than them) are never rounded:
+their inputs are not accumulators, and rounding them would change the maximum.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from fhec.ir.errors import FhecError
 from fhec.ir.graph import Module
+from fhec.ir.ops.elementwise import SubOp
 from fhec.ir.ops.tfhe import LookupOp, RoundOp
 from fhec.passes.base import Pass, PassContext, PassKind, register_pass
 from fhec.passes.lower_to_integer import calibrated_integer_ranges, integer_width
@@ -70,6 +73,8 @@ class RoundAccumulators(Pass):
         ranges = calibrated_integer_ranges(module, context.calibration)
         for lookup in lookups:
             source = graph.operands(lookup)[0]
+            if isinstance(graph.node(source).op, SubOp):
+                continue  # a max pool's difference of two activations: exact, narrow
             lsbs = lsbs_to_remove(ranges[source], self.bits)
             if lsbs == 0:
                 continue

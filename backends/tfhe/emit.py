@@ -25,6 +25,7 @@ from fhec.backends.tfhe.config import TfheConfig
 from fhec.ir.errors import CompileError, InternalCompilerError
 from fhec.ir.graph import Graph, Module, ValueId
 from fhec.ir.ops.core import ConstantOp
+from fhec.ir.ops.elementwise import AddOp, SubOp
 from fhec.ir.ops.linalg import ConvOp, MatMulOp
 from fhec.ir.ops.shape import PadOp, ReshapeOp
 from fhec.ir.ops.tfhe import BitWidth, LookupOp, RoundOp
@@ -111,6 +112,10 @@ def _emit_op(graph: Graph, value: ValueId, values: dict[ValueId, Any]) -> Any:
     operands = [_operand(graph, o, values) for o in graph.operands(value)]
     if isinstance(op, MatMulOp):
         return operands[0] @ operands[1]
+    if isinstance(op, AddOp):  # a max pool's a + relu(b - a)
+        return operands[0] + operands[1]
+    if isinstance(op, SubOp):
+        return operands[0] - operands[1]
     if isinstance(op, ConvOp):
         return fhe.conv(
             operands[0],

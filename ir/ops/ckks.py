@@ -11,7 +11,8 @@ ValueError when the operands do not fit (scales or levels that differ). `level`
 counts the rescales and modulus switches behind a value (0 = freshly encrypted);
 `size` is the number of polynomials (2, or 3 after a product until relinearized;
 1 for an encoded plaintext). `#ckks_params` holds the parameters chosen for the
-module, on every `func.input`.
+module, on every `func.input`. `ckks.decrypt` marks where the server's part ends:
+what follows it is public, the client's epilogue (split-epilogue-ckks).
 """
 
 from __future__ import annotations

@@ -123,8 +123,15 @@ def one_by_one(
     return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
 
 
-def conv_model(pads: int = 1, pool_pads: int = 0, seed: int = 0) -> onnx.ModelProto:
-    """x (N, 1, 6, 6) -> Conv 3x3 (2 channels) -> Relu -> AveragePool 2x2 -> Flatten -> Gemm."""
+def conv_model(
+    pads: int = 1,
+    pool_pads: int = 0,
+    seed: int = 0,
+    pool: str = "AveragePool",
+    **pool_attributes: object,
+) -> onnx.ModelProto:
+    """x (N, 1, 6, 6) -> Conv 3x3 (2 channels) -> Relu -> `pool` 2x2 (stride 2) ->
+    Flatten -> Gemm."""
     rng = np.random.default_rng(seed)
     side = 6 + 2 * pads - 2  # after the 3x3 convolution
     pooled = (side + 2 * pool_pads - 2) // 2 + 1
@@ -139,8 +146,8 @@ def conv_model(pads: int = 1, pool_pads: int = 0, seed: int = 0) -> onnx.ModelPr
     nodes = [
         helper.make_node("Conv", ["x", "k", "kb"], ["c"], name="conv", pads=[pads] * 4),
         helper.make_node("Relu", ["c"], ["r"], name="relu"),
-        helper.make_node("AveragePool", ["r"], ["p"], name="pool", kernel_shape=[2, 2],
-                         strides=[2, 2], pads=[pool_pads] * 4),
+        helper.make_node(pool, ["r"], ["p"], name="pool", kernel_shape=[2, 2],
+                         strides=[2, 2], pads=[pool_pads] * 4, **pool_attributes),
         helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
         helper.make_node("Gemm", ["f", "w", "b"], ["y"], name="dense"),
     ]  # fmt: skip

@@ -1,0 +1,330 @@
+"""fhec's TFHE backend against Concrete ML 1.9.0 on the same models, in one run.
+
+    .venv/bin/python benchmarks/tfhe_vs_concrete_ml.py [--samples 2] [--json out.json]
+
+Models: the golden MLP 64-32-16-10 on digits (tests/golden/mlp_digits: its PyTorch
+weights, rebuilt as torch.nn for Concrete ML's compile_torch_model) and the golden
+logistic regression on breast cancer (StandardScaler + LogisticRegression; Concrete
+ML's own LogisticRegression fitted on the same standardized training split). Both
+at 6 bits. fhec compiles the golden ONNX files with the golden calibration samples;
+Concrete ML gets the whole training split (its recommended calibration).
+
+Concrete ML needs concrete-python 2.10 and fhec 2.11, so its half runs in its own venv
+(benchmarks/concrete_ml_env.sh builds it in build/concrete-ml-venv) as a child process
+of this script (`--concrete-ml-part`), which prints JSON. Every process is pinned to
+one core and one thread. Accuracy: concrete's simulation on the whole held-out split
+(fhec: also the integer module in clear); latency: keygen once, then encrypt, execute,
+decrypt per sample, averaged over --samples samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = ROOT / "tests" / "golden"
+CML_PYTHON = ROOT / "build" / "concrete-ml-venv" / "bin" / "python"
+BITS = 6
+SINGLE_THREAD = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "RAYON_NUM_THREADS": "1",
+}
+Row = dict[str, Any]
+
+
+def single_core() -> None:
+    """One core (the benchmark's rule); threads are capped by SINGLE_THREAD."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
+def timed(function: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.perf_counter()
+    result = function()
+    return result, time.perf_counter() - started
+
+
+def golden(case: str) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    import numpy as np
+
+    with np.load(GOLDEN / case / "inputs.npz") as data:
+        inputs = {key: data[key] for key in data.files}
+    labels = inputs.pop("label")
+    with np.load(GOLDEN / case / "calibration.npz") as data:
+        calibration = {key: data[key] for key in data.files}
+    return inputs, labels, calibration
+
+
+# -- fhec ------------------------------------------------------------------------------
+def fhec_row(case: str, samples: int) -> Row:
+    import numpy as np
+
+    import fhec
+    from fhec.api import CompiledModel
+
+    inputs, labels, calibration = golden(case)
+    model, compile_seconds = timed(
+        lambda: fhec.compile(GOLDEN / case / "model.onnx", backend="tfhe", calibration=calibration)
+    )
+    clear = CompiledModel("reference", model.module, model.signature, model.pipeline)
+    simulated = model.run(inputs, mode="simulate")
+    assert model.circuit is not None
+    _, keygen_seconds = timed(model.circuit.keys)
+    few = {key: value[:samples] for key, value in inputs.items()}
+    executed, execute_seconds = timed(lambda: model.run(few))
+    report = model.report
+    return {
+        "model": case,
+        "compiler": f"fhec (tfhe, {BITS} bits)",
+        "accuracy": float(np.mean(predicted(simulated) == labels)),
+        "clear_accuracy": float(np.mean(predicted(clear.run(inputs)) == labels)),
+        "execute_agrees": int(np.sum(predicted(executed) == predicted(simulated)[:samples])),
+        "lookups": report["programmable_bootstraps"],
+        "max_bit_width": report["max_bit_width"],
+        "compile_s": compile_seconds,
+        "keygen_s": keygen_seconds,
+        "latency_s": execute_seconds / samples,
+        "samples": samples,
+    }
+
+
+def predicted(outputs: dict[str, Any]) -> Any:
+    for value in outputs.values():
+        if value.dtype.kind in "iu":
+            return value
+    (scores,) = outputs.values()
+    return scores.argmax(axis=-1)
+
+
+# -- Concrete ML (run in its own venv) ------------------------------------------------
+def install_shims() -> None:
+    """Concrete ML 1.9.0 with torch 2.13: torch.onnx.export defaults to the dynamo
+    exporter (Concrete ML needs the TorchScript one), and brevitas 0.10.2 calls
+    Tensor.rename, which this torch lacks (a no-op on unnamed tensors)."""
+    import functools
+
+    import torch
+
+    export = torch.onnx.export
+
+    @functools.wraps(export)
+    def export_without_dynamo(*args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("dynamo", False)
+        return export(*args, **kwargs)
+
+    torch.onnx.export = export_without_dynamo
+    if not hasattr(torch.Tensor, "rename"):
+        torch.Tensor.rename = lambda self, *args, **kwargs: self  # type: ignore[attr-defined]
+
+
+def digits_torch_model() -> Any:
+    """The golden MLP's weights as torch.nn (Gemm nodes in order, weights (out, in))."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    proto = onnx.load(GOLDEN / "mlp_digits" / "model.onnx")
+    weights = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
+    layers: list[torch.nn.Module] = []
+    for node in proto.graph.node:
+        if node.op_type == "Gemm":
+            transposed = any(a.name == "transB" and a.i == 1 for a in node.attribute)
+            weight = weights[node.input[1]]
+            weight = weight if transposed else weight.T
+            linear = torch.nn.Linear(weight.shape[1], weight.shape[0])
+            linear.weight.data = torch.tensor(weight.copy())
+            linear.bias.data = torch.tensor(weights[node.input[2]].copy())
+            layers.append(linear)
+        elif node.op_type == "Relu":
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers).eval()
+
+
+def digits_training_split() -> tuple[Any, Any]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    features, labels = load_digits(return_X_y=True)
+    x_train, _, y_train, _ = train_test_split(
+        (features / 16.0).astype("float32"), labels, test_size=0.2, random_state=0
+    )
+    return x_train, y_train
+
+
+def cml_mlp_row(samples: int, rounding: int | None) -> Row:
+    import numpy as np
+    from concrete.ml.torch.compile import compile_torch_model
+
+    inputs, labels, _ = golden("mlp_digits")
+    (x_test,) = inputs.values()
+    x_train, _ = digits_training_split()
+    module, compile_seconds = timed(
+        lambda: compile_torch_model(
+            digits_torch_model(), x_train, n_bits=BITS, rounding_threshold_bits=rounding
+        )
+    )
+    simulated = module.forward(x_test, fhe="simulate").argmax(1)
+    circuit = module.fhe_circuit
+    _, keygen_seconds = timed(lambda: circuit.keygen(force=True))
+    executed, execute_seconds = timed(
+        lambda: [module.forward(x_test[i : i + 1], fhe="execute") for i in range(samples)]
+    )
+    return {
+        "model": "mlp_digits",
+        "compiler": f"Concrete ML (torch, {BITS} bits"
+        + (f", rounding {rounding} bits)" if rounding else ")"),
+        "accuracy": float(np.mean(simulated == labels)),
+        "execute_agrees": int(
+            sum(int(e.argmax() == s) for e, s in zip(executed, simulated, strict=False))
+        ),
+        "lookups": circuit.statistics["programmable_bootstrap_count"],
+        "max_bit_width": int(circuit.graph.maximum_integer_bit_width()),
+        "compile_s": compile_seconds,
+        "keygen_s": keygen_seconds,
+        "latency_s": execute_seconds / samples,
+        "samples": samples,
+    }
+
+
+def cml_logreg_row(samples: int) -> Row:
+    import numpy as np
+    from concrete.ml.sklearn import LogisticRegression
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    features, targets = load_breast_cancer(return_X_y=True)
+    x_train, _, y_train, _ = train_test_split(features, targets, random_state=0)
+    scaler = StandardScaler().fit(x_train.astype("float32"))
+    inputs, labels, _ = golden("logreg_breast_cancer")
+    (x_test,) = inputs.values()
+    x_train = scaler.transform(x_train.astype("float32"))
+    x_test = scaler.transform(x_test)
+    model = LogisticRegression(n_bits=BITS, max_iter=1000).fit(x_train, y_train)
+    _, compile_seconds = timed(lambda: model.compile(x_train))
+    simulated = model.predict(x_test, fhe="simulate")
+    circuit = model.fhe_circuit
+    _, keygen_seconds = timed(lambda: circuit.keygen(force=True))
+    executed, execute_seconds = timed(
+        lambda: [model.predict(x_test[i : i + 1], fhe="execute")[0] for i in range(samples)]
+    )
+    return {
+        "model": "logreg_breast_cancer",
+        "compiler": f"Concrete ML (sklearn, {BITS} bits)",
+        "accuracy": float(np.mean(simulated == labels)),
+        "execute_agrees": int(np.sum(np.array(executed) == simulated[:samples])),
+        "lookups": circuit.statistics["programmable_bootstrap_count"],
+        "max_bit_width": int(circuit.graph.maximum_integer_bit_width()),
+        "compile_s": compile_seconds,
+        "keygen_s": keygen_seconds,
+        "latency_s": execute_seconds / samples,
+        "samples": samples,
+    }
+
+
+def concrete_ml_part(samples: int, rounding: bool) -> list[Row]:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    install_shims()
+    import concrete.ml
+
+    rows = [cml_mlp_row(samples, None)]
+    if rounding:
+        rows.append(cml_mlp_row(samples, BITS))
+    rows.append(cml_logreg_row(samples))
+    for row in rows:
+        row["version"] = concrete.ml.__version__
+    return rows
+
+
+def run_concrete_ml(samples: int, rounding: bool) -> list[Row]:
+    if not CML_PYTHON.is_file():
+        sys.exit(f"no Concrete ML venv at {CML_PYTHON}: run benchmarks/concrete_ml_env.sh first")
+    command = [str(CML_PYTHON), __file__, "--concrete-ml-part", "--samples", str(samples)]
+    if rounding:
+        command.append("--rounding")
+    done = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, **SINGLE_THREAD}, check=False
+    )
+    if done.returncode != 0:
+        sys.exit(f"the Concrete ML half failed:\n{done.stderr[-4000:]}")
+    return list(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+# -- the table -----------------------------------------------------------------------
+def table(rows: list[Row]) -> str:
+    header = (
+        "| model | compiler | accuracy | PBS | max width | keygen s | latency s/sample "
+        "| latency fhec / Concrete ML |"
+    )
+    lines = [header, "|" + " --- |" * 8]
+    for row in rows:
+        ratio = row.get("ratio")
+        lines.append(
+            f"| {row['model']} | {row['compiler']} | {row['accuracy']:.4f} | {row['lookups']} "
+            f"| {row['max_bit_width']} | {row['keygen_s']:.2f} | {row['latency_s']:.3f} "
+            f"| {'' if ratio is None else f'{ratio:.3f}'} |"
+        )
+    return "\n".join(lines)
+
+
+def add_ratios(rows: list[Row]) -> None:
+    """fhec's latency over the Concrete ML rows' (its default, unrounded, compile)."""
+    for row in rows:
+        if not row["compiler"].startswith("fhec"):
+            continue
+        theirs = [
+            r for r in rows if r["model"] == row["model"] and r["compiler"].startswith("Concrete")
+        ]
+        row["ratio"] = row["latency_s"] / theirs[0]["latency_s"] if theirs else None
+        row["ratios"] = {r["compiler"]: row["latency_s"] / r["latency_s"] for r in theirs}
+
+
+def machine() -> str:
+    name = platform.processor() or "unknown CPU"
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                name = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores, run on 1 core / 1 thread"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=2, help="encrypted samples per model")
+    parser.add_argument("--rounding", action="store_true", help="also Concrete ML with rounding")
+    parser.add_argument("--json", type=Path, help="write the rows here too")
+    parser.add_argument("--concrete-ml-part", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    os.environ.update(SINGLE_THREAD)
+    single_core()
+    if args.concrete_ml_part:
+        print(json.dumps(concrete_ml_part(args.samples, args.rounding)))
+        return 0
+    theirs = run_concrete_ml(args.samples, args.rounding)
+    ours = [fhec_row(case, args.samples) for case in ("mlp_digits", "logreg_breast_cancer")]
+    rows = sorted(ours + theirs, key=lambda r: (r["model"] != "mlp_digits", r["compiler"]))
+    add_ratios(rows)
+    print(f"{machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(table(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
