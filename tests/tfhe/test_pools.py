@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 from tfhe_helpers import build, conv_model, lower, one_by_one, samples
 
 from fhec.ir.errors import CompileError
@@ -67,3 +68,33 @@ def test_max_pool_with_ceil_mode_between_layers_is_refused() -> None:
     with pytest.raises(CompileError, match="MaxPool with ceil_mode") as caught:
         lower(conv_model(pool="MaxPool", ceil_mode=1), CALIBRATION)
     assert "pool" in str(caught.value)  # the node's name
+
+
+def test_max_pool_after_an_average_pool_between_layers_is_refused() -> None:
+    """The average pool's window sums are no activation's quantized integers: their
+    bounds (and the max pool's lookup) are unknown."""
+    rng = np.random.default_rng(0)
+    initializers = [
+        numpy_helper.from_array(rng.normal(0, 0.5, (2, 1, 3, 3)).astype(np.float32), "k"),
+        numpy_helper.from_array(rng.normal(0, 0.3, (8, 3)).astype(np.float32), "w"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "k"], ["c"], name="conv", pads=[1] * 4),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("AveragePool", ["r"], ["a"], name="mean", kernel_shape=[2, 2]),
+        helper.make_node("MaxPool", ["a"], ["p"], name="max", kernel_shape=[2, 2],
+                         strides=[2, 2]),
+        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+        helper.make_node("MatMul", ["f", "w"], ["y"], name="dense"),
+    ]  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "mean_then_max",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(CompileError, match="must read an activation's quantized output") as caught:
+        lower(model, CALIBRATION)
+    assert "'max'" in str(caught.value)
