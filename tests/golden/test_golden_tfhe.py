@@ -191,8 +191,8 @@ def test_encrypted_runs_agree_with_simulation_and_clear(name: str) -> None:
 def test_encrypted_runs_at_the_default_6_bits(name: str) -> None:
     inputs, labels, _ = _case(name)
     model = _compiled(name, "execute-6")
-    few = {key: value[:2] for key, value in inputs.items()}
-    executed = model.run(few)["logits"]  # keygen: 20 s; 9 s (MLP) to 45 s (CNN) a sample
-    clear = _in_clear(model, few)["logits"]
+    first = {key: value[:1] for key, value in inputs.items()}
+    executed = model.run(first)["logits"]  # keygen and one sample: minutes on one core
+    clear = _in_clear(model, first)["logits"]
     np.testing.assert_array_equal(executed.argmax(1), clear.argmax(1))
-    assert np.array_equal(executed.argmax(1), labels[:2])
+    assert executed.argmax(1)[0] == labels[0]
