@@ -5,7 +5,7 @@
 # CPU torch 2.13.0 serves it (with the two run-time shims the benchmark installs), so:
 # torch first, then Concrete ML's own pins without torch under a torch==2.13.0
 # constraint, then concrete-ml itself without dependencies, then requests.
-# About 50 s and 2.2 GB. Usage: benchmarks/concrete_ml_env.sh [VENV] (default
+# About a minute (64 s here) and 2.2 GB. Usage: benchmarks/concrete_ml_env.sh [VENV] (default
 # build/concrete-ml-venv, ignored by git). fhec is not installed there: it needs
 # concrete-python 2.11, Concrete ML pins 2.10; the benchmark runs each in its own venv.
 set -euo pipefail

@@ -1,6 +1,10 @@
 """fhec's TFHE backend against Concrete ML 1.9.0 on the same models, in one run.
 
-    .venv/bin/python benchmarks/tfhe_vs_concrete_ml.py [--samples 2] [--json out.json]
+    .venv/bin/python benchmarks/tfhe_vs_concrete_ml.py [--samples 2] [--rounding]
+        [--no-unrounded] [--json out.json]
+
+(RESULTS.md: `--samples 2 --rounding --no-unrounded`; Concrete ML's default, unrounded
+compile of the MLP takes minutes per encrypted sample on one core.)
 
 Models: the golden MLP 64-32-16-10 on digits (tests/golden/mlp_digits: its PyTorch
 weights, rebuilt as torch.nn for Concrete ML's compile_torch_model) and the golden
@@ -49,10 +53,14 @@ def single_core() -> None:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
 
-def timed(function: Callable[[], Any]) -> tuple[Any, float]:
+def timed(function: Callable[[], Any], what: str = "") -> tuple[Any, float]:
+    """The result and seconds of `function()`; progress on stderr when `what` is given."""
     started = time.perf_counter()
     result = function()
-    return result, time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    if what:
+        print(f"  {what}: {seconds:.1f} s", file=sys.stderr, flush=True)
+    return result, seconds
 
 
 def golden(case: str) -> tuple[dict[str, Any], Any, dict[str, Any]]:
@@ -188,11 +196,13 @@ def cml_mlp_row(samples: int, rounding: int | None) -> Row:
             digits_torch_model(), x_train, n_bits=BITS, rounding_threshold_bits=rounding
         )
     )
-    simulated = module.forward(x_test, fhe="simulate").argmax(1)
+    print(f"  Concrete ML MLP compiled in {compile_seconds:.1f} s", file=sys.stderr, flush=True)
+    simulated, _ = timed(lambda: module.forward(x_test, fhe="simulate").argmax(1), "simulate")
     circuit = module.fhe_circuit
-    _, keygen_seconds = timed(lambda: circuit.keygen(force=True))
+    _, keygen_seconds = timed(lambda: circuit.keygen(force=True), "keygen")
     executed, execute_seconds = timed(
-        lambda: [module.forward(x_test[i : i + 1], fhe="execute") for i in range(samples)]
+        lambda: [module.forward(x_test[i : i + 1], fhe="execute") for i in range(samples)],
+        "execute",
     )
     return {
         "model": "mlp_digits",
@@ -247,7 +257,7 @@ def cml_logreg_row(samples: int) -> Row:
     }
 
 
-def concrete_ml_part(samples: int, rounding: bool) -> None:
+def concrete_ml_part(samples: int, rounding: bool, unrounded: bool) -> None:
     """One JSON line per row on stdout, as each is measured (a failure keeps the rest)."""
     import warnings
 
@@ -255,7 +265,9 @@ def concrete_ml_part(samples: int, rounding: bool) -> None:
     install_shims()
     import concrete.ml
 
-    measures: list[Callable[[], Row]] = [lambda: cml_mlp_row(samples, None)]
+    measures: list[Callable[[], Row]] = []
+    if unrounded:  # Concrete ML's default: 14-bit lookups, minutes per sample on one core
+        measures.append(lambda: cml_mlp_row(samples, None))
     if rounding:
         measures.append(lambda: cml_mlp_row(samples, BITS))
     measures.append(lambda: cml_logreg_row(samples))
@@ -265,18 +277,21 @@ def concrete_ml_part(samples: int, rounding: bool) -> None:
         print(json.dumps(row), flush=True)
 
 
-def run_concrete_ml(samples: int, rounding: bool) -> list[Row]:
+def run_concrete_ml(samples: int, rounding: bool, unrounded: bool) -> list[Row]:
     if not CML_PYTHON.is_file():
         sys.exit(f"no Concrete ML venv at {CML_PYTHON}: run benchmarks/concrete_ml_env.sh first")
     command = [str(CML_PYTHON), __file__, "--concrete-ml-part", "--samples", str(samples)]
     if rounding:
         command.append("--rounding")
+    if not unrounded:
+        command.append("--no-unrounded")
+    # stdout: the rows; stderr (progress, failures) goes straight to ours
     done = subprocess.run(
-        command, capture_output=True, text=True, env={**os.environ, **SINGLE_THREAD}, check=False
+        command, stdout=subprocess.PIPE, text=True, env={**os.environ, **SINGLE_THREAD}, check=False
     )
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0:
-        print(f"the Concrete ML half failed:\n{done.stderr[-4000:]}", file=sys.stderr)
+        print(f"the Concrete ML half failed (exit {done.returncode})", file=sys.stderr)
     return rows
 
 
@@ -300,13 +315,14 @@ def table(rows: list[Row]) -> str:
 
 
 def add_ratios(rows: list[Row]) -> None:
-    """fhec's latency over the Concrete ML rows' (its default, unrounded, compile)."""
+    """fhec's latency over the Concrete ML rows' (all of them in `ratios`)."""
     for row in rows:
         if not row["compiler"].startswith("fhec"):
             continue
         theirs = [
             r for r in rows if r["model"] == row["model"] and r["compiler"].startswith("Concrete")
         ]
+        # the first Concrete ML row: its default if measured, else its rounded compile
         row["ratio"] = row["latency_s"] / theirs[0]["latency_s"] if theirs else None
         row["ratios"] = {r["compiler"]: row["latency_s"] / r["latency_s"] for r in theirs}
 
@@ -326,15 +342,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=2, help="encrypted samples per model")
     parser.add_argument("--rounding", action="store_true", help="also Concrete ML with rounding")
+    parser.add_argument(
+        "--no-unrounded",
+        action="store_true",
+        help="skip Concrete ML's default (unrounded, 14-bit lookups: minutes per sample)",
+    )
     parser.add_argument("--json", type=Path, help="write the rows here too")
     parser.add_argument("--concrete-ml-part", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     os.environ.update(SINGLE_THREAD)
     single_core()
     if args.concrete_ml_part:
-        concrete_ml_part(args.samples, args.rounding)
+        concrete_ml_part(args.samples, args.rounding, not args.no_unrounded)
         return 0
-    theirs = run_concrete_ml(args.samples, args.rounding)
+    theirs = run_concrete_ml(args.samples, args.rounding, not args.no_unrounded)
     ours = [fhec_row("mlp_digits", args.samples, compiler) for compiler in FHEC_CONFIGS]
     ours.append(fhec_row("logreg_breast_cancer", args.samples, next(iter(FHEC_CONFIGS))))
     rows = sorted(ours + theirs, key=lambda r: (r["model"] != "mlp_digits", r["compiler"]))

@@ -103,4 +103,3 @@ def _two_score_model() -> onnx.ModelProto:
     model.graph.node.append(helper.make_node("Neg", ["y"], ["z"], name="neg"))
     model.graph.output.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 3]))
     return model
-
