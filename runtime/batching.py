@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from fhec.backends.progress import progress
 from fhec.ir.errors import InputError
 from fhec.ir.signature import Signature, TensorSpec
 
@@ -76,7 +77,7 @@ def run_batched(
     pad = samples_per_run is None
     size = size if samples_per_run is None else samples_per_run
     pieces: list[Outputs] = []
-    for start in range(0, samples, size):
+    for start in progress(range(0, samples, size), "running", "batch"):
         chunk = {s.name: _chunk(s, checked[s.name], start, size, pad) for s in signature.inputs}
         pieces.append(run_chunk(chunk))
     return _join(signature, pieces, samples)

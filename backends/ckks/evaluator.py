@@ -29,6 +29,7 @@ from fhec.backends.ckks.epilogue import client_values, server_outputs
 from fhec.backends.ckks.seal_context import EvaluationKeys, SealContext
 from fhec.backends.ckks.serialization import CipherTensor
 from fhec.backends.ckks.tensors import batch_column
+from fhec.backends.progress import progress
 from fhec.ir.errors import InputError, InternalCompilerError
 from fhec.ir.graph import Graph, Module, ValueId
 from fhec.ir.ops import ckks
@@ -71,7 +72,7 @@ class Evaluator:
         kept = {v for _, v in returned}
         values: dict[ValueId, Value | _Plain] = {}
         regions = _elementwise_regions(graph, kept)
-        for value in order:
+        for value in progress(order, "CKKS evaluation", "op"):
             region = regions.get(value)
             if region is not None and value != region[-1]:
                 continue  # computed with the region, element by element, at its end
