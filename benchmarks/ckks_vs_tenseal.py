@@ -1,0 +1,410 @@
+"""fhec's CKKS backend against the same models written by hand with TenSEAL, in one run.
+
+    .venv/bin/python benchmarks/ckks_vs_tenseal.py [--tenseal-samples N] [--relu-degree 3]
+        [--json out.json]
+
+Models: the golden logistic regression on breast cancer and the golden MLP 64-32-16-10
+on digits (tests/golden: model.onnx, inputs.npz, calibration.npz). fhec compiles each
+with backend="ckks" twice: the default waterline rescaling and
+`options={"insert-rescale-ckks": {"policy": "always"}}`.
+
+TenSEAL 0.3.x, in the style of its tutorials: one `ts.ckks_vector` per sample,
+`CKKSVector.mm` with the plaintext weight matrix (rotations, so Galois keys), `+ bias`,
+and `polyval` with a least-squares polynomial of --relu-degree for each ReLU, fitted on
+the range the calibration samples reach at that layer (the tutorials' square / low-degree
+activation). Weights come from the ONNX file (numpy_helper for the MLP's initializers;
+the logistic regression's Scaler and LinearClassifier attributes, the scaler folded into
+the weights). The logistic regression's final sigmoid runs on the client after
+decryption, as fhec's split-epilogue-ckks does; a second TenSEAL row evaluates it
+encrypted with the tutorial's degree-3 sigmoid polynomial, for reference. Parameters:
+the tutorials' 128-bit kind (N=8192 or 16384, 60-bit outer primes, 40-bit scale and
+inner primes), with the fewest inner primes that decrypt correctly (levels used).
+
+TenSEAL needs its own venv (benchmarks/tenseal_env.sh builds build/tenseal-venv): its
+half runs as a child process of this script (`--tenseal-part`) that reads the weights
+and inputs from an .npz in a temporary directory and writes JSON. Every process is
+pinned to one core and one thread. Latency: keygen apart; single = one sample's
+encrypt + evaluate + decrypt; batched = all held-out samples (fhec packs them into the
+slots of one run; TenSEAL encrypts one vector per sample), per sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = ROOT / "tests" / "golden"
+TENSEAL_PYTHON = ROOT / "build" / "tenseal-venv" / "bin" / "python"
+CASES = ("logreg_breast_cancer", "mlp_digits")
+SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+FHEC_CONFIGS: dict[str, dict[str, dict[str, object]]] = {
+    "fhec (waterline)": {},
+    "fhec (always-rescale)": {"insert-rescale-ckks": {"policy": "always"}},
+}
+# The logistic-regression tutorial's sigmoid approximation on [-5, 5] (degree 3).
+TUTORIAL_SIGMOID = (0.5, 0.197, 0.0, -0.004)
+Row = dict[str, Any]
+
+
+def single_core() -> None:
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
+def timed(function: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.perf_counter()
+    result = function()
+    return result, time.perf_counter() - started
+
+
+def golden(case: str) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    import numpy as np
+
+    with np.load(GOLDEN / case / "inputs.npz") as data:
+        inputs = {key: data[key] for key in data.files}
+    labels = inputs.pop("label")
+    with np.load(GOLDEN / case / "calibration.npz") as data:
+        calibration = {key: data[key] for key in data.files}
+    return inputs, labels, calibration
+
+
+def score_output(case: str) -> str:
+    return "output_probability" if case == "logreg_breast_cancer" else "logits"
+
+
+def plaintext(case: str, inputs: dict[str, Any]) -> Any:
+    """The original graph's float outputs (fhec's reference interpreter, which matches
+    onnxruntime at rtol 1e-4 in the golden tests)."""
+    import fhec
+
+    model = fhec.compile(GOLDEN / case / "model.onnx", backend="reference", pipeline=["infer-shapes"])
+    return model.run(inputs)[score_output(case)]
+
+
+# -- fhec ------------------------------------------------------------------------------
+def fhec_row(case: str, compiler: str) -> Row:
+    import numpy as np
+
+    import fhec
+
+    inputs, labels, calibration = golden(case)
+    expected = plaintext(case, inputs)
+    model, compile_s = timed(
+        lambda: fhec.compile(
+            GOLDEN / case / "model.onnx",
+            backend="ckks",
+            calibration=calibration,
+            options=FHEC_CONFIGS[compiler],
+        )
+    )
+    assert model.circuit is not None
+    _, keygen_s = timed(model.circuit.keys)
+    one = {key: value[:1] for key, value in inputs.items()}
+    _, single_s = timed(lambda: model.run(one))
+    outputs, batch_s = timed(lambda: model.run(inputs))
+    scores = outputs[score_output(case)]
+    report = model.report
+    keys = report["key_bytes"]
+    assert isinstance(keys, dict)
+    bound = report["error_bound"]
+    assert isinstance(bound, dict)
+    return {
+        "model": case,
+        "compiler": compiler,
+        "n": report["poly_degree"],
+        "coeff_bits": report["coeff_modulus_bits"],
+        "levels_used": report["levels_used"],
+        "key_bytes": keys["public"] + keys["relinearization"] + keys["galois"],
+        "key_note": "public + relin, uncompressed",
+        "compile_s": compile_s,
+        "keygen_s": keygen_s,
+        "single_s": single_s,
+        "batch_s_per_sample": batch_s / len(labels),
+        "samples": len(labels),
+        "max_error": float(np.max(np.abs(scores - expected))),
+        "bound": float(bound[score_output(case)]),
+        "accuracy": float(np.mean(scores.argmax(axis=-1) == labels)),
+    }
+
+
+# -- what TenSEAL's half gets: weights from the ONNX file -----------------------------
+def logreg_weights() -> dict[str, Any]:
+    """Scaler then LinearClassifier, the scaler folded in: scores = x @ w + b."""
+    import numpy as np
+    import onnx
+    from onnx import helper
+
+    proto = onnx.load(GOLDEN / "logreg_breast_cancer" / "model.onnx")
+    attrs = {
+        node.op_type: {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        for node in proto.graph.node
+    }
+    offset = np.array(attrs["Scaler"]["offset"], dtype=np.float64)
+    scale = np.array(attrs["Scaler"]["scale"], dtype=np.float64)
+    linear = attrs["LinearClassifier"]
+    assert linear["post_transform"] == b"LOGISTIC"
+    classes = len(linear["classlabels_ints"])
+    coefficients = np.array(linear["coefficients"], dtype=np.float64).reshape(classes, -1).T
+    weight = scale[:, None] * coefficients  # (x - offset) * scale @ c = x @ (scale c) - ...
+    bias = np.array(linear["intercepts"], dtype=np.float64) - (offset * scale) @ coefficients
+    return {"w0": weight, "b0": bias}
+
+
+def mlp_weights(calibration: Any, degree: int) -> dict[str, Any]:
+    """The Gemm initializers as (in, out) matrices, and for each ReLU a least-squares
+    polynomial (numpy order, lowest first) on the calibrated range of its input."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(GOLDEN / "mlp_digits" / "model.onnx")
+    init = {i.name: numpy_helper.to_array(i).astype(np.float64) for i in proto.graph.initializer}
+    weights: dict[str, Any] = {}
+    activations = np.asarray(calibration, dtype=np.float64)
+    gemms = [node for node in proto.graph.node if node.op_type == "Gemm"]
+    for index, node in enumerate(gemms):
+        transposed = any(a.name == "transB" and a.i == 1 for a in node.attribute)
+        weight = init[node.input[1]].T if transposed else init[node.input[1]]
+        weights[f"w{index}"], weights[f"b{index}"] = weight, init[node.input[2]]
+        activations = activations @ weight + init[node.input[2]]
+        if index < len(gemms) - 1:
+            lo, hi = float(activations.min()), float(activations.max())
+            grid = np.linspace(lo, hi, 2001)
+            weights[f"relu{index}"] = np.polynomial.polynomial.polyfit(
+                grid, np.maximum(grid, 0), degree
+            )
+            activations = np.maximum(activations, 0)
+    return weights
+
+
+def polynomial_accuracy(weights: dict[str, Any], inputs: Any, labels: Any) -> float:
+    """The TenSEAL model's accuracy in the clear (its ReLU polynomials, no noise)."""
+    import numpy as np
+
+    values = np.asarray(inputs, dtype=np.float64)
+    index = 0
+    while f"w{index}" in weights:
+        values = values @ weights[f"w{index}"] + weights[f"b{index}"]
+        if f"relu{index}" in weights:
+            values = np.polynomial.polynomial.polyval(values, weights[f"relu{index}"])
+        index += 1
+    return float(np.mean(values.argmax(axis=-1) == labels))
+
+
+# -- TenSEAL (run in its own venv) ----------------------------------------------------
+def tenseal_context(ts: Any, levels: int) -> Any:
+    """The tutorials' kind: 60-bit outer primes, 40-bit scale; the smallest N whose
+    128-bit bound (log Q <= 218 / 438) holds the chain."""
+    bits = [60] + [40] * levels + [60]
+    n = 8192 if sum(bits) <= 218 else 16384 if sum(bits) <= 438 else 32768
+    context = ts.context(ts.SCHEME_TYPE.CKKS, poly_modulus_degree=n, coeff_mod_bit_sizes=bits)
+    context.global_scale = 2**40
+    context.generate_galois_keys()
+    return context
+
+
+def tenseal_forward(ts: Any, context: Any, weights: dict[str, Any], x: Any, sigmoid: bool) -> Any:
+    import numpy as np
+
+    vector = ts.ckks_vector(context, x.tolist())
+    index = 0
+    while f"w{index}" in weights:
+        vector = vector.mm(weights[f"w{index}"].tolist()) + weights[f"b{index}"].tolist()
+        if f"relu{index}" in weights:
+            vector = vector.polyval(weights[f"relu{index}"].tolist())
+        index += 1
+    if sigmoid:
+        vector = vector.polyval(list(TUTORIAL_SIGMOID))
+    return np.array(vector.decrypt())
+
+
+def key_bytes(context: Any) -> int:
+    """Public + relinearization + Galois keys as TenSEAL serializes them (SEAL's
+    default zstd compression), the context's own bytes subtracted."""
+    base = len(context.serialize(save_public_key=False, save_secret_key=False,
+                                 save_galois_keys=False, save_relin_keys=False))
+    full = len(context.serialize(save_public_key=True, save_secret_key=False,
+                                 save_galois_keys=True, save_relin_keys=True))
+    return full - base
+
+
+def tenseal_row(ts: Any, name: str, data: dict[str, Any], samples: int, sigmoid: bool) -> Row:
+    import numpy as np
+
+    weights = {key[len(name) + 1:]: value for key, value in data.items()
+               if key.startswith(name + ".") and not key.endswith((".x", ".expected", ".labels"))}
+    x, expected, labels = data[name + ".x"], data[name + ".expected"], data[name + ".labels"]
+    finish = (lambda s: s) if sigmoid else (lambda s: 1 / (1 + np.exp(-s)))
+    if name == "mlp_digits":
+        finish = lambda s: s  # noqa: E731 (logits)
+    # the fewest levels that decrypt within 1% of the output range on the first sample
+    spread = float(np.ptp(expected)) or 1.0
+    for levels in range(1, 20):
+        try:
+            context = tenseal_context(ts, levels)
+            out = finish(tenseal_forward(ts, context, weights, x[0], sigmoid))
+        except (ValueError, RuntimeError):
+            continue
+        if np.max(np.abs(out - expected[0])) < 0.01 * spread or sigmoid:
+            break
+    keygen_start = time.perf_counter()
+    context = tenseal_context(ts, levels)
+    keygen_s = time.perf_counter() - keygen_start
+    _, single_s = timed(lambda: finish(tenseal_forward(ts, context, weights, x[0], sigmoid)))
+    count = min(samples, len(x)) if samples > 0 else len(x)
+    scores, batch_s = timed(
+        lambda: np.array([finish(tenseal_forward(ts, context, weights, x[i], sigmoid))
+                          for i in range(count)])
+    )
+    params = context.serialize(save_public_key=False, save_secret_key=False,
+                               save_galois_keys=False, save_relin_keys=False)
+    del params
+    bits = [60] + [40] * levels + [60]
+    return {
+        "model": name,
+        "compiler": "TenSEAL (tutorial, sigmoid deg-3 encrypted)" if sigmoid else "TenSEAL (tutorial)",
+        "n": 8192 if sum(bits) <= 218 else 16384 if sum(bits) <= 438 else 32768,
+        "coeff_bits": bits,
+        "levels_used": levels,
+        "key_bytes": key_bytes(context),
+        "key_note": "public + relin + Galois, zstd",
+        "keygen_s": keygen_s,
+        "single_s": single_s,
+        "batch_s_per_sample": batch_s / count,
+        "samples": count,
+        "max_error": float(np.max(np.abs(scores - expected[:count]))),
+        "bound": None,
+        "accuracy": float(np.mean(scores.argmax(axis=-1) == labels[:count])),
+        "version": ts.__version__,
+    }
+
+
+def tenseal_part(npz: Path, out: Path, samples: int) -> None:
+    import numpy as np
+    import tenseal as ts
+
+    with np.load(npz) as archive:
+        data = {key: archive[key] for key in archive.files}
+    rows = []
+    for name in CASES:
+        rows.append(tenseal_row(ts, name, data, samples, sigmoid=False))
+        print(f"  TenSEAL {name}: done", file=sys.stderr, flush=True)
+        if name == "logreg_breast_cancer":
+            rows.append(tenseal_row(ts, name, data, samples, sigmoid=True))
+        out.write_text(json.dumps(rows))
+
+
+def run_tenseal(samples: int, degree: int) -> tuple[list[Row], dict[str, float]]:
+    import numpy as np
+
+    if not TENSEAL_PYTHON.is_file():
+        sys.exit(f"no TenSEAL venv at {TENSEAL_PYTHON}: run benchmarks/tenseal_env.sh first")
+    arrays: dict[str, Any] = {}
+    clear_accuracy: dict[str, float] = {}
+    for case in CASES:
+        inputs, labels, calibration = golden(case)
+        (x,) = inputs.values()
+        (cal,) = calibration.values()
+        weights = logreg_weights() if case != "mlp_digits" else mlp_weights(cal, degree)
+        if case == "mlp_digits":
+            clear_accuracy[case] = polynomial_accuracy(weights, x, labels)
+        for key, value in weights.items():
+            arrays[f"{case}.{key}"] = value
+        arrays[f"{case}.x"] = x.astype(np.float64)
+        arrays[f"{case}.expected"] = plaintext(case, inputs).astype(np.float64)
+        arrays[f"{case}.labels"] = labels
+    with tempfile.TemporaryDirectory() as directory:
+        npz, out = Path(directory) / "in.npz", Path(directory) / "out.json"
+        np.savez(npz, **arrays)
+        command = [str(TENSEAL_PYTHON), __file__, "--tenseal-part", str(npz), str(out),
+                   "--tenseal-samples", str(samples)]
+        done = subprocess.run(command, env={**os.environ, **SINGLE_THREAD}, check=False)
+        if done.returncode != 0:
+            print(f"the TenSEAL half failed (exit {done.returncode})", file=sys.stderr)
+        rows = json.loads(out.read_text()) if out.is_file() else []
+    return rows, clear_accuracy
+
+
+# -- the table -----------------------------------------------------------------------
+def add_ratios(rows: list[Row]) -> None:
+    """On each fhec row: TenSEAL's (tutorial, same split) latency over fhec's."""
+    for row in rows:
+        theirs = [r for r in rows if r["model"] == row["model"] and r["compiler"] == "TenSEAL (tutorial)"]
+        if row["compiler"].startswith("fhec") and theirs:
+            row["ratio_single"] = theirs[0]["single_s"] / row["single_s"]
+            row["ratio_batch"] = theirs[0]["batch_s_per_sample"] / row["batch_s_per_sample"]
+
+
+def table(rows: list[Row]) -> str:
+    header = (
+        "| model | compiler | N | levels used | key bytes | single s | batched s/sample "
+        "| samples | max error | predicted bound | bound / error | accuracy "
+        "| TenSEAL/fhec single | TenSEAL/fhec batched |"
+    )
+    lines = [header, "|" + " --- |" * 14]
+
+    def number(value: float | None, form: str) -> str:
+        return "" if value is None else format(value, form)
+
+    for row in rows:
+        bound = row["bound"]
+        ratio = bound / row["max_error"] if bound is not None and row["max_error"] > 0 else None
+        lines.append(
+            f"| {row['model']} | {row['compiler']} | {row['n']} | {row['levels_used']} "
+            f"| {row['key_bytes'] / 2**20:.1f} MiB ({row['key_note']}) "
+            f"| {row['single_s']:.4f} | {row['batch_s_per_sample']:.5f} | {row['samples']} "
+            f"| {row['max_error']:.3g} | {number(bound, '.3g')} | {number(ratio, '.1f')} "
+            f"| {row['accuracy']:.4f} | {number(row.get('ratio_single'), '.1f')} "
+            f"| {number(row.get('ratio_batch'), '.1f')} |"
+        )
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    name = "unknown CPU"
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                name = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores, run on 1 core / 1 thread"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--tenseal-samples", type=int, default=0,
+                        help="TenSEAL's batched samples per model (0: all held-out samples)")
+    parser.add_argument("--relu-degree", type=int, default=3, help="TenSEAL's ReLU polynomial")
+    parser.add_argument("--json", type=Path, help="write the rows here too")
+    parser.add_argument("--tenseal-part", nargs=2, type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    os.environ.update(SINGLE_THREAD)
+    single_core()
+    if args.tenseal_part:
+        tenseal_part(*args.tenseal_part, args.tenseal_samples)
+        return 0
+    theirs, clear = run_tenseal(args.tenseal_samples, args.relu_degree)
+    ours = [fhec_row(case, compiler) for case in CASES for compiler in FHEC_CONFIGS]
+    rows = sorted(ours + theirs, key=lambda r: (CASES.index(r["model"]), r["compiler"]))
+    add_ratios(rows)
+    print(f"{machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(table(rows))
+    print(f"TenSEAL MLP with degree-{args.relu_degree} ReLU polynomials, in the clear: "
+          f"accuracy {clear.get('mlp_digits', float('nan')):.4f}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
