@@ -378,6 +378,8 @@ def with_options(names: tuple[str, ...], options: PassOptions | None) -> tuple[s
     """`names` with `options` ({pass: {option: value}}) spelled onto each run of a pass
     (`quantize-tfhe{bits=5}`); an option for a pass the pipeline lacks is an error.
     The options themselves are checked when the pipeline is parsed."""
+    from fhec.passes.base import spell_option
+
     if not options:
         return names
     if not isinstance(options, Mapping) or not all(
@@ -400,15 +402,10 @@ def with_options(names: tuple[str, ...], options: PassOptions | None) -> tuple[s
         if values and "{" in name:
             raise FhecError(f"pass {name!r} already has options in the pipeline")
         if values:
-            text = ",".join(f"{key}={_spell(value)}" for key, value in values.items())
+            text = ",".join(f"{key}={spell_option(value)}" for key, value in values.items())
             name = f"{name}{{{text}}}"
         spelled.append(name)
     return tuple(spelled)
-
-
-def _spell(value: object) -> str:
-    text = str(value).lower() if isinstance(value, bool) else str(value)
-    return f'"{text}"' if "," in text or "}" in text else text
 
 
 def _check_pipeline(pipeline: object) -> tuple[str, ...]:

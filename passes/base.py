@@ -56,13 +56,15 @@ class Pass:
         options = field_hints(type(self))
         if not options:
             return self.name
-        values = ",".join(f"{k}={_spell_option(getattr(self, k))}" for k in options)
+        values = ",".join(f"{k}={spell_option(getattr(self, k))}" for k in options)
         return f"{self.name}{{{values}}}"
 
 
-def _spell_option(value: object) -> str:
-    text = str(value)
-    return f'"{text}"' if isinstance(value, str) and ("," in text or "}" in text) else text
+def spell_option(value: object) -> str:
+    """One option value as a pipeline string writes it: booleans lowercase, and text
+    holding a comma or a brace double-quoted (see `_parse_options`)."""
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return f'"{text}"' if "," in text or "}" in text else text
 
 
 PASS_REGISTRY: dict[str, type[Pass]] = {}
