@@ -34,12 +34,15 @@ if TYPE_CHECKING:
     from fhec.ir.graph import Graph
     from fhec.ir.signature import Signature
     from fhec.passes.differentiate import Differentiate
-    from fhec.runtime.training import History, OnStep, StepRunner, Trainer
+    from fhec.runtime.training import History, OnStep, StepPlan, StepRunner, StepSession, Trainer
 
-# Backends `compile_training` knows; those not in WIRED_BACKENDS cannot compile the
-# step yet and say so.
+# Backends `compile_training` knows; the FHE ones build their session (encrypted
+# weights, client and server) with `build_session(StepPlan)` from these modules.
 TRAINING_BACKENDS: tuple[str, ...] = ("reference", "ckks", "tfhe")
-WIRED_BACKENDS: tuple[str, ...] = ("reference",)
+SESSION_MODULES: dict[str, str] = {
+    "ckks": "fhec.backends.ckks.training",
+    "tfhe": "fhec.backends.tfhe.training",
+}
 # The values of passes.differentiate.Loss, spelled here so the CLI need not import passes.
 LOSSES: tuple[str, ...] = ("mse", "bce", "cross-entropy")
 # The transforms of the common pipeline, run between promote-parameters and differentiate.
@@ -55,7 +58,6 @@ class TrainingModel:
     """A compiled training step and the weights it updates: step, fit, read, export."""
 
     backend: str
-    module: Module  # the step function, after the backend's pipeline
     pipeline: tuple[str, ...]
     parameters: tuple[str, ...]
     loss: str
@@ -66,9 +68,19 @@ class TrainingModel:
     proto: onnx.ModelProto
     notes: dict[str, str] = field(default_factory=dict)
 
-    def step(self, features: Mapping[str, np.ndarray], labels: object) -> float:
+    @property
+    def module(self) -> Module:
+        """The step function, after the backend's pipeline."""
+        return self.trainer.session.module
+
+    def report(self) -> dict[str, object]:
+        """What training cost so far (steps; for FHE: refreshes, traffic, parameters)."""
+        return self.trainer.session.report()
+
+    def step(self, features: Mapping[str, np.ndarray], labels: object) -> float | None:
         """One SGD step on one batch of exactly `batch_size` samples; returns the loss
-        (computed before the update). Labels: class indices for cross-entropy, targets
+        (computed before the update; None for an FHE backend unless compiled with
+        `report_loss=True`). Labels: class indices for cross-entropy, targets
         shaped as the output otherwise."""
         return self.trainer.step(features, labels)
 
@@ -92,8 +104,9 @@ class TrainingModel:
                                 progress=progress, on_step=on_step)
 
     def weights(self) -> dict[str, np.ndarray]:
-        """The current value of each trained initializer, by name (copies)."""
-        return {name: array.copy() for name, array in self.trainer.weights.items()}
+        """The current value of each trained initializer, by name (decrypted by the
+        client for an FHE backend)."""
+        return self.trainer.weights
 
     @property
     def steps_done(self) -> int:
@@ -129,7 +142,10 @@ def compile_training(
     batch_size: int = DEFAULT_BATCH_SIZE,
     backend: str = "reference",
     calibration: Mapping[str, np.ndarray] | None = None,
+    calibration_epochs: int = 1,
     output: str | None = None,
+    report_loss: bool = False,
+    options: Mapping[str, Mapping[str, object]] | None = None,
 ) -> TrainingModel:
     """Compile one SGD step of `model` (a path or onnx.ModelProto) for `backend`.
 
@@ -138,13 +154,18 @@ def compile_training(
     final Sigmoid) or "cross-entropy" (softmax cross-entropy on logits: the input of a
     final Softmax, labels as class indices). `output` names the model output the loss
     reads (default: the first). `calibration` is training data (the model's inputs plus
-    `label`) whose batches set the step's value ranges.
+    `label`) whose batches set the step's value ranges, along `calibration_epochs`
+    passes of a rehearsal in clear (required for an FHE backend: the approximations
+    and the quantization hold on these ranges). `report_loss`: an FHE backend computes
+    the loss and the client decrypts it every step (the reference backend always
+    does). `options`: per-pass options, as `fhec.compile`'s.
     """
     from fhec.api import _check_batch_size, _check_model
     from fhec.frontend import import_onnx, load_onnx
     from fhec.passes import PassContext, parse_pipeline, pipeline_for, run_pipeline
     from fhec.passes.differentiate import Differentiate, Loss
     from fhec.passes.promote_parameters import PromoteParameters, trainable_initializers
+    from fhec.runtime.training import ClearSession, StepPlan
 
     _check_backend(backend)
     loss_kind, rate = Loss(_check_loss(loss)), _check_rate(lr)
@@ -162,39 +183,73 @@ def compile_training(
     front = [PromoteParameters(joined), *parse_pipeline(STEP_PREFIX), differentiate]
     context = PassContext()
     step_module = run_pipeline(imported.module, front, context)
-    trainer = _trainer(step_module, imported.signature, initial, differentiate, batch)
-    if calibration is not None:
-        from fhec.runtime.training import step_samples
-
-        context.calibration = step_samples(trainer, calibration)
-    backend_names = pipeline_for(backend)
-    compiled = run_pipeline(step_module, parse_pipeline(",".join(backend_names)), context)
-    trainer.run_step = _step_runner(backend, compiled)  # the compiled step from now on
-    pipeline = tuple(p.spelled() for p in front) + backend_names
-    return TrainingModel(backend, compiled, pipeline, tuple(names), str(loss_kind), rate,
+    trainer = _trainer(step_module, imported.signature, initial, differentiate, batch, names)
+    samples = _calibrate(trainer, backend, calibration, calibration_epochs)
+    if backend == "reference":
+        backend_names = pipeline_for(backend)
+        context.calibration = samples
+        compiled = run_pipeline(step_module, parse_pipeline(",".join(backend_names)), context)
+        trainer.session = ClearSession(compiled, backend_names, _interpreted(compiled),
+                                       dict(trainer.session.weights()))
+    else:
+        plan = StepPlan(step_module, dict(initial), _velocities(initial, differentiate),
+                        samples or [], batch, bool(report_loss), dict(options or {}))
+        trainer.session = _build_session(backend, plan)
+    pipeline = tuple(p.spelled() for p in front) + trainer.session.pipeline
+    return TrainingModel(backend, pipeline, tuple(names), str(loss_kind), rate,
                          momentum, batch, trainer, proto, dict(context.notes))
 
 
+def _calibrate(trainer: Trainer, backend: str, calibration: Mapping[str, np.ndarray] | None,
+               epochs: object) -> list[dict[str, np.ndarray]] | None:
+    """The step inputs along a rehearsal in clear; an FHE backend cannot do without."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int | np.integer) or epochs < 1:
+        raise FhecError(f"calibration_epochs must be a positive integer, got {epochs!r}")
+    if calibration is None:
+        if backend != "reference":
+            raise FhecError(f"training on {backend} needs calibration data: the ranges of "
+                            "the step's values set its approximations and parameters",
+                            hint="pass calibration= (training-like data with 'label'), "
+                            "or --calibration DATA.npz")
+        return None
+    from fhec.runtime.training import step_samples
+
+    return step_samples(trainer, calibration, int(epochs))
+
+
+def _build_session(backend: str, plan: StepPlan) -> StepSession:
+    import importlib
+
+    module = importlib.import_module(SESSION_MODULES[backend])
+    session: StepSession = module.build_session(plan)
+    return session
+
+
+def _velocities(initial: Mapping[str, np.ndarray], step: Differentiate) -> dict[str, np.ndarray]:
+    from fhec.passes.differentiate import velocity_name
+
+    if not step.momentum:
+        return {}
+    return {velocity_name(n): np.zeros_like(w) for n, w in initial.items()}
+
+
 def _trainer(module: Module, signature: Signature, initial: dict[str, np.ndarray],
-             step: Differentiate, batch: int) -> Trainer:
-    """The runtime state, running the uncompiled step until the compiled one is ready."""
-    from fhec.passes.differentiate import LABEL_INPUT, velocity_name
-    from fhec.runtime.training import DivergenceMonitor, LabelSpec, Trainer
+             step: Differentiate, batch: int, names: Sequence[str]) -> Trainer:
+    """The runtime state, running the uncompiled step in clear until the backend's
+    session is built (the calibration rehearsal runs on it)."""
+    from fhec.passes.differentiate import LABEL_INPUT
+    from fhec.runtime.training import ClearSession, DivergenceMonitor, LabelSpec, Trainer
 
     label = module.graph.node(module.function.input_named(LABEL_INPUT)).type
     spec = LabelSpec(str(step.loss), label.shape, label.dtype.numpy)
-    velocities = {velocity_name(n): np.zeros_like(w) for n, w in initial.items()}
-    return Trainer(_step_runner("reference", module), signature, spec, batch, dict(initial),
-                   velocities if step.momentum else {}, DivergenceMonitor(step.lr))
+    state = {**initial, **_velocities(initial, step)}
+    session = ClearSession(module, (), _interpreted(module), state)
+    return Trainer(session, signature, spec, batch, tuple(names), DivergenceMonitor(step.lr))
 
 
-def _step_runner(backend: str, module: Module) -> StepRunner:
-    """How a step runs on `backend`. The CKKS / TFHE wiring adds its circuit here:
-    `backend_object.build(module, signature, options).run` (encrypt, evaluate, decrypt),
-    with a client refresh of the weights when their levels run out."""
+def _interpreted(module: Module) -> StepRunner:
     from fhec.ir.interpreter import evaluate
 
-    assert backend == "reference", backend  # _check_backend let no other through
     return lambda inputs: evaluate(module, inputs)
 
 
@@ -213,10 +268,6 @@ def _check_backend(backend: object) -> None:
     if backend not in TRAINING_BACKENDS:
         raise FhecError(f"unknown training backend {backend!r}",
                         hint=f"choose one of: {', '.join(TRAINING_BACKENDS)}")
-    if backend not in WIRED_BACKENDS:
-        raise FhecError(f"training on the {backend} backend is not yet wired",
-                        hint=f"train in clear with backend 'reference' for now "
-                        f"(wired: {', '.join(WIRED_BACKENDS)})")
 
 
 def _check_loss(loss: object) -> str:

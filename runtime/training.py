@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -37,7 +37,7 @@ LOSS_FLOOR = 1e-3
 
 Arrays = dict[str, np.ndarray]
 StepRunner = Callable[[Arrays], Arrays]
-OnStep = Callable[[int, float], None]
+OnStep = Callable[[int, float | None], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,21 +154,90 @@ class History:
     left_out_per_epoch: int = 0
 
 
+class StepSession(Protocol):
+    """Where the trained weights live between steps and how one step runs: in clear
+    (`ClearSession`), or encrypted on a server with a client holding the secret key
+    (the CKKS and TFHE backends' `build_session(plan)`)."""
+
+    module: Module  # the step function as compiled for the backend
+    pipeline: tuple[str, ...]  # the backend passes it went through
+
+    def run(self, features: Arrays, labels: np.ndarray) -> float | None:
+        """One step on one batch (features by input name, labels encoded for the loss);
+        the loss before the update, decrypted, or None when the plan does not report it."""
+        ...
+
+    def weights(self) -> Arrays:
+        """The current weights (and velocities) by input name, in clear (the client
+        decrypts encrypted ones)."""
+        ...
+
+    def report(self) -> dict[str, object]:
+        """What the run cost so far: steps, refreshes, traffic, parameters ... (JSON-able)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StepPlan:
+    """What an FHE backend needs to compile and run a training step."""
+
+    module: Module  # the step IR after `differentiate`, in clear: no backend pass yet
+    weights: Arrays  # the trained initializers' starting values, by step input name
+    velocities: Arrays  # their momentum buffers (empty without momentum)
+    # Complete step inputs along a rehearsal of the training in clear on calibration
+    # data: the value ranges of every step of a run, not only of the first.
+    calibration: list[Arrays]
+    batch_size: int
+    report_loss: bool  # compute the loss each step and have the client decrypt it
+    options: Mapping[str, Mapping[str, object]]  # per-pass options, as fhec.compile's
+
+
+@dataclass(slots=True)
+class ClearSession:
+    """The step interpreted in clear (the reference backend): weights held as arrays."""
+
+    module: Module
+    pipeline: tuple[str, ...]
+    run_step: StepRunner
+    state: Arrays  # weights and velocities, by step input name
+    steps: int = 0
+
+    def run(self, features: Arrays, labels: np.ndarray) -> float | None:
+        inputs = {**features, LABEL: labels, **self.state}
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            outputs = self.run_step(inputs)  # non-finite results are reported by Trainer
+        self.state = {name: np.asarray(outputs[name]) for name in self.state}
+        self.steps += 1
+        return float(outputs[LOSS])
+
+    def weights(self) -> Arrays:
+        return {name: array.copy() for name, array in self.state.items()}
+
+    def report(self) -> dict[str, object]:
+        return {"steps": self.steps}
+
+
 @dataclass(slots=True)
 class Trainer:
-    """The state of a training run: the weights (and velocities) between steps."""
+    """A training run: the session holding the weights, the data checks, the loop."""
 
-    run_step: StepRunner
+    session: StepSession
     signature: Signature  # the forward model's inputs (features)
     labels: LabelSpec
     batch_size: int
-    weights: Arrays
-    velocities: Arrays
+    parameters: tuple[str, ...]  # the trained initializers' names
     monitor: DivergenceMonitor
     steps_done: int = 0
 
-    def step(self, features: Mapping[str, np.ndarray], labels: object) -> float:
-        """One SGD step on exactly one batch; returns its loss (before the update)."""
+    @property
+    def weights(self) -> Arrays:
+        """The trained initializers' current values (decrypted by the client if need be)."""
+        state = self.session.weights()
+        return {name: state[name] for name in self.parameters}
+
+    def step(self, features: Mapping[str, np.ndarray], labels: object) -> float | None:
+        """One SGD step on exactly one batch; returns its loss (before the update), or
+        None when the session does not report it."""
         checked, samples = check_inputs(self.signature, features, "training input")
         if samples != self.batch_size:
             raise InputError(f"a step takes a batch of {self.batch_size} samples, got {samples}",
@@ -187,25 +256,23 @@ class Trainer:
         history = History(epochs=epochs, left_out_per_epoch=samples % self.batch_size)
         for batch in _progress(plan, progress):
             loss = self._step({k: v[batch] for k, v in checked.items()}, encoded[batch])
-            history.losses.append(loss)
+            if loss is not None:
+                history.losses.append(loss)
             history.steps += 1
             if on_step is not None:
                 on_step(self.steps_done, loss)
         return history
 
-    def _step(self, features: Arrays, labels: np.ndarray) -> float:
+    def _step(self, features: Arrays, labels: np.ndarray) -> float | None:
         step = self.steps_done + 1
-        inputs = {**features, LABEL: labels, **self.weights, **self.velocities}
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            outputs = self.run_step(inputs)  # non-finite results are reported just below
-        loss = float(outputs[LOSS])
-        self.monitor.check(step, loss)
-        updated = {name: outputs[name] for name in self.weights}
-        if not all(np.isfinite(w).all() for w in updated.values()):
+        loss = self.session.run(features, labels)
+        if loss is not None:
+            self.monitor.check(step, loss)
+        if isinstance(self.session, ClearSession) and not all(
+            np.isfinite(w).all() for w in self.session.state.values()
+        ):
             raise FhecError(f"training diverged at step {step}: the weights became non-finite",
                             hint=self.monitor.hint)
-        self.weights = updated
-        self.velocities = {name: outputs[name] for name in self.velocities}
         self.steps_done = step
         return loss
 
@@ -251,17 +318,29 @@ def export_onnx(proto: onnx.ModelProto, weights: Mapping[str, np.ndarray],
     return path
 
 
-def step_samples(trainer: Trainer, data: Mapping[str, np.ndarray]) -> list[Arrays]:
+def step_samples(trainer: Trainer, data: Mapping[str, np.ndarray], epochs: int = 1
+                 ) -> list[Arrays]:
     """Complete step inputs for calibration: `data` (the model's inputs plus `label`) cut
-    into consecutive full batches, each with the trainer's current weights."""
+    into consecutive full batches, each with the weights a rehearsal in clear has reached
+    by then: `epochs` passes of training on `data` from the trainer's current state (left
+    as it was), so that the ranges cover the weights of a whole run, not only the first.
+    A rehearsal that diverges is an error here, before anything is encrypted."""
+    assert isinstance(trainer.session, ClearSession)
     features, labels = split_labels(data, "the calibration data")
     checked, samples = check_inputs(trainer.signature, features, "calibration input")
     encoded = encode_labels(trainer.labels, labels, samples)
-    return [
-        {**{k: v[batch] for k, v in checked.items()}, LABEL: encoded[batch],
-         **trainer.weights, **trainer.velocities}
-        for batch in epoch_batches(samples, trainer.batch_size, None, "the calibration data")
-    ]
+    session = ClearSession(trainer.session.module, (), trainer.session.run_step,
+                           dict(trainer.session.state))
+    monitor = DivergenceMonitor(trainer.monitor.lr)
+    found: list[Arrays] = []
+    for _ in range(epochs):
+        for batch in epoch_batches(samples, trainer.batch_size, None, "the calibration data"):
+            step_features = {k: v[batch] for k, v in checked.items()}
+            found.append({**step_features, LABEL: encoded[batch], **session.state})
+            loss = session.run(step_features, encoded[batch])
+            assert loss is not None
+            monitor.check(len(found), loss)
+    return found
 
 
 def step_signature(module: Module) -> Signature:

@@ -103,7 +103,7 @@ def test_diverging_learning_rate(results: dict[str, Result]) -> None:
     (("--loss", "cross-entropy", "--data", "class7.npz"), ("must lie in 0..2", "found 7")),
     (("--loss", "mse", "--data", "data.npz"), ("the labels have shape (10,)", "needs (10, 3)")),
     (("--loss", "cross-entropy", "--data", "data.npz", "--backend", "ckks"),
-     ("training on the ckks backend is not yet wired",)),
+     ("training on ckks needs calibration data", "--calibration DATA.npz")),
     (("--loss", "cross-entropy", "--data", "data.npz", "--batch-size", "20"),
      ("holds 10 samples, fewer than the batch size 20",)),
 ])

@@ -204,8 +204,9 @@ def test_a_fixed_batch_axis_needs_that_batch_size(models: Path) -> None:
 
 @pytest.mark.parametrize(("options", "message"), [
     ({"backend": "gpu"}, "unknown training backend 'gpu'"),
-    ({"backend": "ckks"}, "training on the ckks backend is not yet wired"),
-    ({"backend": "tfhe"}, "training on the tfhe backend is not yet wired"),
+    ({"backend": "ckks"}, "training on ckks needs calibration data"),
+    ({"backend": "tfhe"}, "training on tfhe needs calibration data"),
+    ({"calibration_epochs": 0}, "calibration_epochs must be a positive integer"),
     ({"loss": "hinge"}, "unknown loss 'hinge'"),
     ({"lr": "fast"}, "the learning rate must be a number"),
     ({"lr": 0.0}, "the learning rate must be positive and finite"),
