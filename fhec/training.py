@@ -179,7 +179,9 @@ def compile_training(
     names = PromoteParameters(_trainable_option(trainable)).resolve(graph, candidates)
     initial = {name: _constant(graph, candidates[name]) for name in names}
     joined = ",".join(names)
-    differentiate = Differentiate(joined, loss_kind, rate, momentum, output or "")
+    # On FHE backends the learning rate scales the loss's gradient (a product fewer).
+    fold = backend != "reference" and not momentum
+    differentiate = Differentiate(joined, loss_kind, rate, momentum, output or "", fold_lr=fold)
     front = [PromoteParameters(joined), *parse_pipeline(STEP_PREFIX), differentiate]
     context = PassContext()
     step_module = run_pipeline(imported.module, front, context)

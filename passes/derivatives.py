@@ -86,6 +86,8 @@ class Emitter:
         return self.emit(ew.NegOp(), a)
 
     def scale(self, a: ValueId, factor: float) -> ValueId:
+        if factor == 1.0:
+            return a
         return self.mul(a, self.constant(factor, a))
 
     def shift(self, a: ValueId, offset: float) -> ValueId:

@@ -16,7 +16,8 @@ Establishes: the function is one SGD step,
   each from the rule table in `derivatives.py`, each gradient node at the location of
   the forward node it differentiates; the loss's own gradient is written in closed form
   (2 (y - t) / n, (sigmoid(z) - t) / n, (softmax(z) - t) / N), where it is exact;
-- the update p' = p - lr g, or with momentum v' = momentum v + g, p' = p - lr v'
+- the update p' = p - lr g (with `fold_lr`, lr scales the loss's gradient instead, and
+  p' = p - g), or with momentum v' = momentum v + g, p' = p - lr v'
   (torch.optim.SGD), lr and momentum baked in as constants; the velocity of parameter
   P is the input and output `P.velocity`. New inputs (`label`, velocities) are secret.
 Outputs are named as the inputs they update, then `loss` (left out when `with_loss` is
@@ -80,12 +81,17 @@ class Differentiate(Pass):
     momentum: float = 0.0
     output: str = ""  # the model output the loss reads; "" = the first
     with_loss: bool = True
+    # Without momentum: scale the loss's gradient by lr, so the update is p - g (one
+    # product by a constant fewer on every path: a CKKS level per step).
+    fold_lr: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 < self.lr < float("inf"):
             raise FhecError(f"the learning rate must be positive, got {self.lr}")
         if not 0.0 <= self.momentum < 1.0:
             raise FhecError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.fold_lr and self.momentum:
+            raise FhecError("differentiate: fold_lr applies only without momentum")
 
     def run(self, module: Module, context: PassContext) -> None:
         function, graph = module.function, module.graph
@@ -94,7 +100,8 @@ class Differentiate(Pass):
         label_location = Location(LABEL_INPUT, "Input")
         label = _new_input(module, LABEL_INPUT, graph.node(out).type, label_location)
         emitter = Emitter(graph, Location(LOSS_OUTPUT, LOSS_OP_TYPES[self.loss]))
-        built = _build_loss(emitter, self.loss, out, label, out_name)
+        built = _build_loss(emitter, self.loss, out, label, out_name,
+                            self.lr if self.fold_lr else 1.0)
         grads = _gradients(graph, built.start, built.gradient, params)
         outputs: list[tuple[str, ValueId]] = []
         velocities: list[tuple[str, ValueId]] = []
@@ -150,7 +157,7 @@ class Differentiate(Pass):
             previous = _new_input(module, velocity_name(name), graph.node(param).type, location)
             velocity = e.add(e.scale(previous, self.momentum), grad)  # torch.optim.SGD's buffer
             step = velocity
-        return e.sub(param, e.scale(step, self.lr)), velocity
+        return e.sub(param, e.scale(step, 1.0 if self.fold_lr else self.lr)), velocity
 
 
 def _input_name(graph: Graph, value: ValueId) -> str:
@@ -171,14 +178,15 @@ def _new_input(module: Module, name: str, like: TensorType, location: Location) 
 # -- the loss -------------------------------------------------------------------------
 
 
-def _build_loss(e: Emitter, loss: Loss, out: ValueId, label: ValueId, name: str) -> _LossGraph:
+def _build_loss(e: Emitter, loss: Loss, out: ValueId, label: ValueId, name: str,
+                seed: float) -> _LossGraph:
     out_type = e.type(out)
     everything = tuple(range(out_type.rank))
     samples = out_type.shape[0]
     if loss is Loss.MSE:
         diff = e.sub(out, label)
         value = e.emit(ReduceMeanOp(everything, keepdims=False), e.mul(diff, diff))
-        return _LossGraph(value, out, e.scale(diff, 2.0 / out_type.size))
+        return _LossGraph(value, out, e.scale(diff, seed * 2.0 / out_type.size))
     if loss is Loss.BCE:
         if out_type.size != samples:
             raise _misfit(e, out, name, "bce needs one logit or probability per sample",
@@ -189,7 +197,8 @@ def _build_loss(e: Emitter, loss: Loss, out: ValueId, label: ValueId, name: str)
         value = e.emit(ReduceMeanOp(everything, keepdims=False),
                        e.sub(softplus, e.mul(label, logits)))
         probabilities = e.emit(ew.SigmoidOp(), logits)
-        return _LossGraph(value, logits, e.scale(e.sub(probabilities, label), 1.0 / samples))
+        return _LossGraph(value, logits,
+                          e.scale(e.sub(probabilities, label), seed / samples))
     if out_type.rank != 2 or out_type.shape[1] < 2:
         raise _misfit(e, out, name, "cross-entropy needs an (N, classes) output, classes >= 2",
                       "use bce for one column of logits")
@@ -198,7 +207,7 @@ def _build_loss(e: Emitter, loss: Loss, out: ValueId, label: ValueId, name: str)
     value = e.scale(e.emit(ReduceSumOp(everything, keepdims=False), e.mul(label, log_p)),
                     -1.0 / samples)
     probabilities = e.emit(SoftmaxOp(axis=1), logits)
-    return _LossGraph(value, logits, e.scale(e.sub(probabilities, label), 1.0 / samples))
+    return _LossGraph(value, logits, e.scale(e.sub(probabilities, label), seed / samples))
 
 
 def _before(graph: Graph, out: ValueId, kinds: tuple[type, ...]) -> ValueId:

@@ -4,8 +4,12 @@ Applies to: modules whose secret values are polynomial in the inputs (after
 `approximate-activations` and `expand-polynomials-ckks`). Requires: `annotate-secrecy`.
 Establishes, for `layout=batch` (the one layout so far): every secret value keeps the
 batch axis as axis 0 (one sample per slot: each element of a sample is one
-ciphertext), and is computed by a ckks op or a layout op (reshape, transpose,
-concat, gather, float cast) that moves ciphertexts without mixing samples. Linear
+ciphertext), or has 1 there (replicated: one number in every slot, as trained weights
+are after `replicate-parameters-ckks`), and is computed by a ckks op or a layout op
+(reshape, transpose, concat, gather, float cast) that moves ciphertexts without mixing
+samples. Sums over per-sample axes become `ckks.reduce_add`; sums over the batch axis
+`ckks.slot_sum` (rotations), on an operand masked to the samples' slots unless its
+slots past the samples are known to hold zeros. Linear
 layers become `ckks.matmul_plain` (sums of ciphertext-times-scalar products, no
 rotations), and so do convolutions and average pooling (the product by their
 Toeplitz matrix on each sample's flattened elements, between two reshapes); a
@@ -29,7 +33,7 @@ from fhec.ir.op import Op
 from fhec.ir.ops import ckks
 from fhec.ir.ops.core import ConstantOp, InputOp
 from fhec.ir.ops.linalg import GemmOp
-from fhec.ir.ops.shape import ReshapeOp
+from fhec.ir.ops.shape import ReduceMeanOp, ReduceSumOp, ReshapeOp
 from fhec.passes.annotate_states_ckks import annotate_states
 from fhec.passes.approximate_activations import APPROXIMATED
 from fhec.passes.base import Pass, PassContext, PassKind, register_pass
@@ -70,6 +74,8 @@ class PackSlotsCkks(Pass):
                 continue
             if isinstance(node.op, InputOp):
                 lowering.check_batch(node)
+                if node.annotation(ckks.Replicated) is None:
+                    lowering.padded.add(value)
                 state = ckks.CkksState(self.scale_bits, 0, 2)
                 function.graph.set_node(value, node.with_annotation(state))
                 continue
@@ -82,20 +88,22 @@ class _Lowering:
         self.function = function
         self.graph = function.graph
         self.plain_scale_bits = plain_scale_bits
-        self.batch: int | None = None
+        self.batch = _batch_size(function)
+        # Secret values whose slots past the samples hold zeros (encrypted inputs, and
+        # what products and sums of them keep so): a sum over the batch needs no mask.
+        self.padded: set[ValueId] = set()
 
     def check_batch(self, node: Node) -> None:
-        """Every secret value is (B, ...) with the inputs' B: samples stay in their slots."""
+        """Every secret value is (B, ...) with the inputs' B (samples stay in their
+        slots), or (1, ...) for replicated values (trained weights, sums over the batch)."""
         shape = node.type.shape
-        if self.batch is None and isinstance(node.op, InputOp):
-            if not shape:
-                raise CompileError(
-                    "a scalar secret input has no batch axis to pack into slots",
-                    node.location,
-                    hint="give the input a leading batch axis",
-                )
-            self.batch = shape[0]
-        if not shape or shape[0] != self.batch:
+        if isinstance(node.op, InputOp) and not shape:
+            raise CompileError(
+                "a scalar secret input has no batch axis to pack into slots",
+                node.location,
+                hint="give the input a leading batch axis",
+            )
+        if not shape or shape[0] not in (self.batch, 1):
             raise CompileError(
                 f"the CKKS batch layout keeps the batch axis (axis 0, {self.batch} samples) on "
                 f"every encrypted value, and {node.op.name} makes shape {shape}",
@@ -112,6 +120,8 @@ class _Lowering:
                 self.check_batch(node)
                 if node.op.name != "tensor.cast":  # a cast moves nothing
                     self.check_layout(value, node)
+                if all(o in self.padded for o in self.graph.operands(value) if self.secret(o)):
+                    self.padded.add(value)
                 return
             raise CompileError(
                 f"{node.op.name} on encrypted values has no CKKS form",
@@ -119,7 +129,10 @@ class _Lowering:
                 hint=_hint(node.op.name),
             )
         operands = self.graph.operands(value)
+        keeps_padding = _keeps_padding(self, node, operands)
         result = rule(self, node, operands)
+        if keeps_padding:
+            self.padded.add(result)
         self.check_batch(self.graph.node(result))
         annotations = tuple(a for a in node.annotations if a.key != "ckks")
         self.graph.set_node(result, replace(self.graph.node(result), annotations=annotations))
@@ -356,7 +369,74 @@ def _linear_map(lw: _Lowering, node: Node, operands: tuple[ValueId, ...]) -> Val
     return lw.emit(node, ReshapeOp(shape_out), product, bounds=whole)
 
 
+def _reduce(lw: _Lowering, node: Node, operands: tuple[ValueId, ...]) -> ValueId:
+    """Sums (means) over per-sample axes add ciphertexts; over the batch axis they
+    rotate and sum the slots (`ckks.slot_sum`, on an operand masked to the samples'
+    slots unless those past the samples already hold zeros), leaving (1, ...)."""
+    op = node.op
+    assert isinstance(op, ReduceSumOp | ReduceMeanOp)
+    (x,) = operands
+    shape = lw.graph.node(x).type.shape
+    axes = tuple(sorted(a % len(shape) for a in op.axes))
+    bounds = node.annotation(Interval)
+    total, count = x, int(np.prod([shape[a] for a in axes]))
+    inner = tuple(a for a in axes if a)
+    if inner:
+        total = lw.emit(node, ckks.ReduceAddOp(inner, keepdims=True), total)
+    if 0 in axes:
+        if x not in lw.padded:
+            mask = lw.constant(node, np.ones((shape[0],) + (1,) * (len(shape) - 1)))
+            exact = ckks.EncodeSamplesOp(lw.plain_scale_bits, 0)
+            encoded = lw.emit(node, exact, mask, bounds=Interval(1.0, 1.0))
+            total = lw.emit(node, ckks.MulPlainOp(), total, encoded)
+        total = lw.emit(node, ckks.SlotSumOp(), total)
+    if isinstance(op, ReduceMeanOp) and count != 1:
+        factor = lw.constant(node, np.asarray(1.0 / count))
+        total = lw.emit(node, ckks.MulPlainOp(), total, lw.encode(node, factor))
+    if lw.graph.node(total).type.shape != node.type.shape:
+        total = lw.emit(node, ReshapeOp(node.type.shape), total, bounds=bounds)
+    return total
+
+
+def _keeps_padding(lw: _Lowering, node: Node, operands: tuple[ValueId, ...]) -> bool:
+    """Whether `node`'s result holds zeros past the samples, as its operands do: products
+    keep the zeros of either factor, sums those of every term; constants added fill
+    every slot, and so do replicated values and sums over the batch."""
+    secret = [o for o in operands if lw.secret(o)]
+    padded = [o in lw.padded for o in secret]
+    name = node.op.name
+    if name == "arith.mul":
+        return any(padded)
+    if name in ("arith.div", "arith.neg"):
+        return padded[0]
+    if name in ("arith.add", "arith.sub"):
+        return all(padded) and len(secret) == len(operands)
+    if name in ("linalg.gemm", "linalg.matmul"):
+        bias = operands[2] if len(operands) > 2 else None
+        return padded[0] and (bias is None or _is_zero(lw, bias))
+    if name in ("tensor.reduce_sum", "tensor.reduce_mean"):
+        rank = lw.graph.node(operands[0]).type.rank
+        return padded[0] and 0 not in {a % rank for a in getattr(node.op, "axes", ())}
+    return False  # conv / pool offsets, anything else: assume every slot is written
+
+
+def _is_zero(lw: _Lowering, value: ValueId) -> bool:
+    producer = lw.graph.node(value).op
+    return isinstance(producer, ConstantOp) and not np.any(producer.value.array)
+
+
+def _batch_size(function: Function) -> int:
+    """The batch B: the longest leading axis among the secret inputs (replicated ones
+    have 1)."""
+    graph = function.graph
+    leading = [graph.node(v).type.shape[0] for v in function.inputs
+               if graph.node(v).type.secret and graph.node(v).type.shape]
+    return max(leading, default=1)
+
+
 RULES: dict[str, Rule] = {
+    "tensor.reduce_sum": _reduce,
+    "tensor.reduce_mean": _reduce,
     "linalg.conv": _linear_map,
     "nn.avg_pool": _linear_map,
     "arith.add": _add,

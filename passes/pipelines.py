@@ -27,6 +27,7 @@ PIPELINES: dict[str, tuple[str, ...]] = {
         "insert-mod-switch-ckks",
         "insert-relinearize-ckks",
         "select-params-ckks",
+        "select-rotation-keys-ckks",
         "validate-levels-ckks",
         "validate-scales-ckks",
     ),

@@ -224,7 +224,10 @@ def value_magnitudes(
             operands = graph.operands(value)
             if all(o in bounds for o in operands):
                 constants = [_constant(graph, o) for o in operands]
-                known = node.op.interval([bounds[o] for o in operands], constants)
+                types = [graph.node(o).type for o in operands]
+                known = node.op.interval_with_types(
+                    [bounds[o] for o in operands], constants, types
+                )
         if known is not None:
             bounds[value] = known
         elif value in states:

@@ -38,7 +38,9 @@ class CkksClient:
         self._circuit = CkksCircuit(module, signature)
         context = self._circuit.context
         self._keys = (
-            SecretKeys.generate(context) if keys is None else load_secret_keys(keys, context)
+            SecretKeys.generate(context, self._circuit.rotations)
+            if keys is None
+            else load_secret_keys(keys, context)
         )
         self._encryptor = Encryptor(context, self._keys)
 
@@ -51,7 +53,8 @@ class CkksClient:
         return dict(self._circuit.error_bound)
 
     def evaluation_keys(self) -> bytes:
-        """What the server needs: public and relinearization keys (no secret key)."""
+        """What the server needs: public, relinearization and the circuit's Galois keys
+        (no secret key)."""
         return dump_evaluation_keys(self._keys.evaluation, self._circuit.context)
 
     def secret_keys(self) -> bytes:

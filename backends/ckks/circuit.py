@@ -27,6 +27,7 @@ from fhec.ir.ops.ckks import CkksParams, CkksState
 from fhec.ir.ops.core import InputOp
 from fhec.ir.signature import Signature
 from fhec.passes.annotate_states_ckks import ckks_states
+from fhec.passes.select_rotation_keys_ckks import module_rotations
 from fhec.passes.validate_levels_ckks import module_params
 
 Arrays = dict[str, np.ndarray]
@@ -51,13 +52,14 @@ class CkksCircuit:
         self.samples_per_run: int | None = params.slots
         self.context = SealContext(params)
         self.error_bound = error_bounds(module, self.context)
+        self.rotations = module_rotations(module)
         self._keys: SecretKeys | None = None
 
     # -- the round trip ------------------------------------------------------------
     def keys(self) -> SecretKeys:
         """This circuit's key set, generated on first use."""
         if self._keys is None:
-            self._keys = SecretKeys.generate(self.context)
+            self._keys = SecretKeys.generate(self.context, self.rotations)
         return self._keys
 
     def run(self, inputs: Mapping[str, np.ndarray], mode: str = "execute") -> Arrays:
@@ -131,8 +133,8 @@ class CkksCircuit:
             "scale_bits": params.scale_bits,
             "depth": params.depth,
             "levels_used": max((s.level for s in states.values()), default=0),
-            "key_bytes": key_sizes(params),
-            "galois_keys": 0,
+            "key_bytes": key_sizes(params, len(self.rotations)),
+            "galois_keys": len(self.rotations),
             "error_bound": dict(self.error_bound),
             # Finished by the client after decryption, in the clear (split-epilogue-ckks);
             # integer ones (labels) have no bound: compare them by agreement.
@@ -172,15 +174,16 @@ def params_json(params: CkksParams) -> dict[str, object]:
     }
 
 
-def key_sizes(params: CkksParams) -> dict[str, int]:
+def key_sizes(params: CkksParams, galois_keys: int = 0) -> dict[str, int]:
     """Bytes of each key as SEAL serializes it uncompressed (headers left out): a key
-    is ciphertexts of 2 polynomials of N coefficients over every prime."""
+    is ciphertexts of 2 polynomials of N coefficients over every prime; a key-switching
+    key (relinearization, and each Galois key) one per data prime."""
     primes = len(params.coeff_bits)
     polynomial_pair = 2 * params.poly_degree * primes * 8
     return {
         "public": polynomial_pair,
         "relinearization": (primes - 1) * polynomial_pair,
-        "galois": 0,
+        "galois": galois_keys * (primes - 1) * polynomial_pair,
         "secret": params.poly_degree * primes * 8,
     }
 

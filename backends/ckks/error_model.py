@@ -25,6 +25,7 @@ holds for inputs inside the calibrated ranges (the approximations hold only ther
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -60,10 +61,13 @@ class _Noise:
         return self._switch * math.sqrt(primes) + self.rescale
 
 
-def error_bounds(module: Module, context: SealContext) -> dict[str, float]:
+def error_bounds(
+    module: Module, context: SealContext, input_errors: Mapping[str, float] | None = None
+) -> dict[str, float]:
     """The predicted max |error| of each output, by name; outputs the client finishes
     carry their server values' bounds through the epilogue where it is Lipschitz, and
-    labels (integer outputs) have none."""
+    labels (integer outputs) have none. `input_errors`: an error some inputs already
+    carry, by name (trained weights after earlier steps), beside their encryption's."""
     graph = module.graph
     states = ckks_states(graph, "ckks", strict=True)
     magnitudes = value_magnitudes(graph, states, "ckks")
@@ -85,6 +89,8 @@ def error_bounds(module: Module, context: SealContext) -> dict[str, float]:
         region = regions.get(value)
         if region is None:
             error = _propagate(graph, value, states, magnitudes, errors, noise, context)
+            if isinstance(node.op, InputOp) and input_errors:
+                error += input_errors.get(node.op.input_name, 0.0)
         else:
             seen = _RegionErrors(errors, inner, region[0])
             error = _propagate(graph, value, states, magnitudes, seen, noise, context)
@@ -224,7 +230,65 @@ def _propagate(
     if isinstance(op, ckks.RelinearizeOp):
         primes = context.params.depth + 1 - states[value].level
         return e[0] + noise.key_switch(primes) / scale
+    if isinstance(op, ckks.ReduceAddOp):
+        terms = graph.node(operands[0]).type.size // graph.node(value).type.size
+        return terms * (e[0] + FLOAT32_UNIT * magnitudes[value])  # the reference's roundings
+    if isinstance(op, ckks.SlotSumOp):
+        # Every slot is summed (those past the samples hold zeros plus noise), and each
+        # rotation's key switch adds its noise to a partial sum that later ones double.
+        primes = context.params.depth + 1 - states[value].level
+        samples = graph.node(operands[0]).type.shape[0]
+        rounding = samples * FLOAT32_UNIT * magnitudes[value]  # the reference's
+        rotations = context.slot_count * noise.key_switch(primes) / scale
+        padding = _padding_error(graph, operands[0], states, magnitudes, errors, noise)
+        if padding is None:  # no zeros known past the samples: every slot may err as much
+            return context.slot_count * e[0] + rotations + rounding
+        return samples * e[0] + (context.slot_count - samples) * padding + rotations + rounding
     return max(e)  # negate and layout ops move values without new error
+
+
+def _padding_error(
+    graph: Graph,
+    value: ValueId,
+    states: dict[ValueId, ckks.CkksState],
+    magnitudes: dict[ValueId, float],
+    errors: dict[ValueId, float],
+    noise: _Noise,
+) -> float | None:
+    """The error of `value` in the slots past the samples, where its exact value is 0:
+    a product by the samples' mask (`ckks.encode_samples`) leaves rounding noise there;
+    a product with an encrypted input (zeros there, plus noise) leaves that factor's
+    error times the other's size. None when neither is known."""
+    start = value
+    while isinstance(graph.node(value).op, ckks.RescaleOp | ckks.RelinearizeOp):
+        value = graph.operands(value)[0]
+    carried = errors[start] - errors[value]  # the noise rescales and relinearizations add
+    op = graph.node(value).op
+    operands = graph.operands(value)
+    if isinstance(op, ckks.MulPlainOp) and isinstance(
+        graph.node(operands[1]).op, ckks.EncodeSamplesOp
+    ):
+        plain_scale = 2.0 ** states[operands[1]].scale_bits
+        return carried + magnitudes[operands[0]] * noise.rounding / plain_scale
+    if isinstance(op, ckks.MulOp):
+        for padded, other in (operands, operands[::-1]):
+            if _encrypted_samples(graph, padded):
+                e_pad, e_other = errors[padded], errors[other]
+                return carried + magnitudes[other] * e_pad + e_pad * e_other
+    return None
+
+
+def _encrypted_samples(graph: Graph, value: ValueId) -> bool:
+    """An input holding samples (zeros past them), through ops that move or rescale it."""
+    node = graph.node(value)
+    while not isinstance(node.op, InputOp):
+        if not isinstance(node.op, ckks.ModSwitchOp | ckks.RescaleOp) and (
+            node.op.name not in ckks.LAYOUT_OPS
+        ):
+            return False
+        value = graph.operands(value)[0]
+        node = graph.node(value)
+    return node.annotation(ckks.Replicated) is None
 
 
 def _constant(graph: Graph, encoded: ValueId) -> np.ndarray:

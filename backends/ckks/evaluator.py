@@ -50,6 +50,7 @@ class _Plain:
     array: np.ndarray
     scale_bits: int
     level: int
+    by_sample: bool = False  # zeros past the samples (ckks.encode_samples)
 
 
 class Evaluator:
@@ -153,7 +154,8 @@ class Evaluator:
             return inputs[op.input_name]
         if isinstance(op, ckks.EncodeOp):
             assert isinstance(args[0], np.ndarray)
-            return _Plain(args[0], op.scale_bits, op.level)
+            by_sample = isinstance(op, ckks.EncodeSamplesOp)
+            return _Plain(args[0], op.scale_bits, op.level, by_sample)
         if not node.type.secret:
             return np.asarray(op.evaluate([a for a in args if isinstance(a, np.ndarray)]))
         if op.name in ckks.LAYOUT_OPS:
@@ -168,7 +170,8 @@ class Evaluator:
             raise InternalCompilerError(f"the CKKS evaluator cannot run {op.name}", "ckks")
         self._landing = self._landings.get(value)
         result = method(self, op, args)
-        return CipherTensor(result, _count(args), state.scale_bits, state.level)
+        count = 1 if isinstance(op, ckks.SlotSumOp) else _count(args)
+        return CipherTensor(result, count, state.scale_bits, state.level)
 
     # -- elementwise ops ----------------------------------------------------------
     def _binary(
@@ -208,7 +211,12 @@ class Evaluator:
         for index in np.ndindex(out.shape):
             ct = cts[index]
             scale = self._plain_scale(plain, ct) if product else ct.scale()
-            encoded = self._encode(batch_column(slots, index), scale, plain.level, cache)
+            column = batch_column(slots, index)
+            encoded = (
+                self.context.encode(column, scale, plain.level)
+                if plain.by_sample
+                else self._encode(column, scale, plain.level, cache)
+            )
             if encoded is not None:
                 out[index] = combine(ct, encoded)
             else:  # x * 0 is a fresh zero; x + 0 is x
@@ -320,9 +328,11 @@ class Evaluator:
         if value not in self._layouts:
             self._layouts[value] = _layout_map(graph, value)
         pool = np.concatenate([a.ciphertexts.reshape(-1) for a in secret])
-        return CipherTensor(
-            pool[self._layouts[value]], secret[0].count, secret[0].scale_bits, secret[0].level
-        )
+        moved = pool[self._layouts[value]]
+        if not isinstance(moved, np.ndarray):  # one element, to a per-sample shape ()
+            moved = np.full((), moved, dtype=object)
+        count = max(a.count for a in secret)
+        return CipherTensor(moved, count, secret[0].scale_bits, secret[0].level)
 
 
 def _layout_map(graph: Graph, value: ValueId) -> np.ndarray:
@@ -433,7 +443,8 @@ def _fit_batch(array: np.ndarray, rank: int, count: int) -> np.ndarray:
 
 
 def _count(args: list[Value | _Plain]) -> int:
-    return next(a.count for a in args if isinstance(a, CipherTensor))
+    """Samples in a result: those of its batched operands (replicated ones hold 1)."""
+    return max(a.count for a in args if isinstance(a, CipherTensor))
 
 
 Method = Callable[[Evaluator, Any, list[Value | _Plain]], np.ndarray]
@@ -485,7 +496,49 @@ def _mod_switch(ev: Evaluator, op: ckks.ModSwitchOp, args: list[Value | _Plain])
     return ev._unary(args, lambda ct: ev._mod_switch(ct, op.levels, x.scale_bits))
 
 
+def _reduce_add(ev: Evaluator, op: ckks.ReduceAddOp, args: list[Value | _Plain]) -> np.ndarray:
+    x = args[0]
+    assert isinstance(x, CipherTensor)
+    axes = tuple(a - 1 for a in op.axes)  # the ciphertext array has no batch axis
+    cts = x.ciphertexts
+    shape = tuple(1 if i in axes else d for i, d in enumerate(cts.shape)
+                  if op.keepdims or i not in axes)
+    out = np.empty(shape, dtype=object)
+    kept = [i for i in range(cts.ndim) if i not in axes]
+    for index in np.ndindex(tuple(cts.shape[i] for i in kept)):
+        key: list[slice | int] = [slice(None)] * cts.ndim
+        for axis, position in zip(kept, index, strict=True):
+            key[axis] = position
+        terms = list(np.asarray(cts[tuple(key)], dtype=object).reshape(-1))
+        total = terms[0]
+        for term in terms[1:]:
+            total = ev.seal.add(total, ev._rescaled(term, total.scale()))
+        target = index if not op.keepdims else tuple(
+            0 if i in axes else index[kept.index(i)] for i in range(cts.ndim))
+        out[target] = total
+    return out
+
+
+def _slot_sum(ev: Evaluator, op: ckks.SlotSumOp, args: list[Value | _Plain]) -> np.ndarray:
+    """Rotate-and-sum: after the rotations by 1, 2, ..., slots/2 every slot holds the
+    sum of all of them."""
+    galois = ev.keys.galois_keys
+    if galois is None:
+        raise InputError("the evaluation keys hold no Galois keys, and this circuit rotates",
+                         hint="generate the keys for this compiled circuit")
+    steps = ckks.SlotSumOp.rotation_steps(ev.context.slot_count)
+
+    def total(ct: seal.Ciphertext) -> seal.Ciphertext:
+        for step in steps:
+            ct = ev.seal.add(ct, ev.seal.rotate_vector(ct, step, galois))
+        return ct
+
+    return ev._unary(args, total)
+
+
 _METHODS: dict[type, Method] = {
+    ckks.ReduceAddOp: _reduce_add,
+    ckks.SlotSumOp: _slot_sum,
     ckks.AddOp: _add,
     ckks.SubOp: _sub,
     ckks.MulOp: _mul,

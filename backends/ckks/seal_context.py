@@ -146,7 +146,8 @@ def _parms_ids_by_level(context: seal.SEALContext) -> list[list[int]]:
 @dataclass(slots=True)
 class EvaluationKeys:
     """What the server gets: public key (to encrypt constants), relinearization keys and
-    the Galois keys of the rotations the circuit uses (none in the batch layout)."""
+    the Galois keys of the rotations the circuit uses (none unless it sums over the
+    batch: select-rotation-keys-ckks)."""
 
     key_id: str
     public_key: seal.PublicKey
@@ -163,15 +164,16 @@ class SecretKeys:
     evaluation: EvaluationKeys
 
     @classmethod
-    def generate(cls, context: SealContext, galois_elements: tuple[int, ...] = ()) -> SecretKeys:
+    def generate(cls, context: SealContext, rotations: tuple[int, ...] = ()) -> SecretKeys:
+        """A fresh key set, with a Galois key for each slot rotation in `rotations`."""
         generator = seal.KeyGenerator(context.seal)
         # A random id ties ciphertexts and evaluation keys to this key set: data made with
         # another key set (same parameters) would decrypt to noise, so it is refused.
         key_id = secrets.token_hex(16)
         galois = None
-        if galois_elements:
+        if rotations:
             galois = seal.GaloisKeys()
-            generator.create_galois_keys(list(galois_elements), galois)
+            generator.create_galois_keys(list(rotations), galois)
         evaluation = EvaluationKeys(
             key_id, generator.create_public_key(), generator.create_relin_keys(), galois
         )

@@ -367,6 +367,107 @@ class EncodeOp(CkksOp):
         return CkksState(self.scale_bits, self.level, 1)
 
 
+@register_op
+@dataclass(frozen=True, slots=True)
+class ReduceAddOp(CkksOp):
+    """Sum over per-sample `axes` (never axis 0): additions of whole ciphertexts, no
+    level, no rotation."""
+
+    name = "ckks.reduce_add"
+    arity = 1
+    axes: tuple[int, ...]
+    keepdims: bool = True
+
+    def infer(self, operands: Sequence[TensorType]) -> TensorType:
+        x = operands[0]
+        if not x.secret:
+            raise ValueError(f"{self.name} takes a ciphertext")
+        if not self.axes or any(not 0 < a < x.rank for a in self.axes):
+            raise ValueError(f"{self.name} sums over per-sample axes 1..{x.rank - 1}, "
+                             f"got {list(self.axes)}")
+        shape = tuple(1 if i in self.axes else d for i, d in enumerate(x.shape)
+                      if self.keepdims or i not in self.axes)
+        return x.with_shape(shape)
+
+    def evaluate(self, operands: Sequence[np.ndarray]) -> np.ndarray:
+        x = operands[0]
+        return np.asarray(np.sum(x, axis=self.axes, keepdims=self.keepdims, dtype=x.dtype))
+
+    def interval_with_types(self, operands: Sequence[Interval], constants: Constants,
+                            types: Sequence[TensorType]) -> Interval | None:
+        count = int(np.prod([types[0].shape[a] for a in self.axes]))
+        return Interval(operands[0].lo * count, operands[0].hi * count)
+
+    def state(self, operands: Sequence[CkksState]) -> CkksState:
+        return operands[0]
+
+
+@register_op
+@dataclass(frozen=True, slots=True)
+class SlotSumOp(CkksOp):
+    """The sum over the batch axis (every slot), left in every slot: rotate-and-sum by
+    1, 2, 4, ... slots/2 (one Galois key each). The result (1, ...) is replicated: the
+    same number in every slot, as trained weights are. Slots past the samples must
+    hold zeros (pack-slots-ckks masks the operand when they may not)."""
+
+    name = "ckks.slot_sum"
+    arity = 1
+
+    def infer(self, operands: Sequence[TensorType]) -> TensorType:
+        x = operands[0]
+        if not x.secret or x.rank < 1:
+            raise ValueError(f"{self.name} takes a ciphertext tensor with a batch axis")
+        return x.with_shape((1, *x.shape[1:]))
+
+    def evaluate(self, operands: Sequence[np.ndarray]) -> np.ndarray:
+        x = operands[0]
+        return np.asarray(np.sum(x, axis=0, keepdims=True, dtype=x.dtype))
+
+    def interval_with_types(self, operands: Sequence[Interval], constants: Constants,
+                            types: Sequence[TensorType]) -> Interval | None:
+        count = types[0].shape[0]
+        return Interval(operands[0].lo * count, operands[0].hi * count)
+
+    def state(self, operands: Sequence[CkksState]) -> CkksState:
+        return operands[0]
+
+    @staticmethod
+    def rotation_steps(slots: int) -> tuple[int, ...]:
+        """The rotations of a rotate-and-sum over `slots` slots."""
+        return tuple(1 << i for i in range(max(slots - 1, 0).bit_length()))
+
+
+@register_annotation
+@dataclass(frozen=True, slots=True)
+class Replicated(Annotation):
+    """On a secret input of shape (1, ...): its numbers fill every slot (a trained
+    weight, shared by all the samples), where other inputs hold one sample per slot and
+    zeros past the last one."""
+
+    key = "replicated"
+    all_slots: bool = True
+
+
+@register_annotation
+@dataclass(frozen=True, slots=True)
+class CkksRotations(Annotation):
+    """The slot rotations the circuit performs: one Galois key each (on every input,
+    set by select-rotation-keys-ckks; absent when the circuit rotates nothing)."""
+
+    key = "ckks_rotations"
+    steps: tuple[int, ...]
+
+
+@register_op
+@dataclass(frozen=True, slots=True)
+class EncodeSamplesOp(EncodeOp):
+    """A public tensor with a batch axis encoded sample by sample: its rows in the
+    samples' slots and zeros past them (a mask of the samples' slots), never as one
+    number filling every slot even where its rows are all equal."""
+
+    name = "ckks.encode_samples"
+
+
 # Layout ops move ciphertexts without computing (a float-to-float cast changes nothing
 # either): their result has their operands' state.
 LAYOUT_OPS = frozenset(

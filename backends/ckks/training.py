@@ -1,0 +1,330 @@
+"""Training on CKKS: the SGD step compiled for SEAL, run on encrypted data and weights.
+
+The data owner (the client) holds the secret key; the model owner (the server) holds
+the evaluation keys, the encrypted weights and the compiled step. One step:
+
+1. the client encrypts a batch (features and labels: one sample per slot) and sends it;
+2. the server runs the step on it and on the encrypted weights (replicated: each weight
+   fills every slot), which gives the new weights at a deeper level;
+3. refresh: the new weights have used up levels, so the server sends them to the
+   client, who decrypts them and sends them back encrypted afresh -- a counted protocol
+   step whose traffic the report gives (the client learns the weights, which are its
+   to learn: only it may read the tuned model). With `report_loss` the client also
+   decrypts the batch's loss.
+
+Everything between the parties goes through the checked byte envelopes of
+backends/ckks/serialization.py, so the traffic counted is the real one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from fhec.backends.ckks.error_model import error_bounds
+from fhec.backends.ckks.evaluator import Evaluator
+from fhec.backends.ckks.seal_context import Encryptor, SealContext, SecretKeys
+from fhec.backends.ckks.serialization import (
+    CipherTensor,
+    dump_ciphertexts,
+    dump_evaluation_keys,
+    load_ciphertexts,
+    load_evaluation_keys,
+)
+from fhec.backends.ckks.tensors import decrypt_tensor, encrypt_tensor
+from fhec.ir.errors import FhecError, InputError
+from fhec.ir.graph import Module
+from fhec.ir.ops.ckks import CkksState, Replicated
+from fhec.ir.ops.core import InputOp
+from fhec.passes.annotate_states_ckks import ckks_states
+from fhec.passes.select_rotation_keys_ckks import module_rotations
+from fhec.passes.validate_levels_ckks import module_params
+
+if TYPE_CHECKING:
+    from fhec.runtime.training import StepPlan
+
+Arrays = dict[str, np.ndarray]
+LOSS = "loss"
+
+
+@dataclass(slots=True)
+class Traffic:
+    """Bytes between the parties, by kind."""
+
+    keys: int = 0  # evaluation keys, once
+    batches: int = 0  # encrypted batches, client -> server
+    refresh: int = 0  # weights, server -> client -> server
+    loss: int = 0  # encrypted losses, server -> client
+
+    def as_dict(self) -> dict[str, int]:
+        return {"keys": self.keys, "batches": self.batches, "refresh": self.refresh,
+                "loss": self.loss}
+
+
+class TrainingClient:
+    """The data owner: keys, encrypted batches and weights, decrypted results."""
+
+    def __init__(self, module: Module) -> None:
+        params = module_params(module)
+        assert params is not None, "the CKKS training pipeline chose parameters"
+        self.module = module
+        self.context = SealContext(params)
+        self._keys = SecretKeys.generate(self.context, module_rotations(module))
+        self._encryptor = Encryptor(self.context, self._keys)
+        self._scales = _input_scales(module)
+
+    def evaluation_keys(self) -> bytes:
+        return dump_evaluation_keys(self._keys.evaluation, self.context)
+
+    def encrypt_batch(self, arrays: Mapping[str, np.ndarray]) -> bytes:
+        """Features and labels: one sample per slot."""
+        tensors = {name: encrypt_tensor(self._encryptor, array, self._scales[name], name)
+                   for name, array in arrays.items()}
+        return dump_ciphertexts(tensors, self.context, self._keys.key_id)
+
+    def encrypt_weights(self, weights: Mapping[str, np.ndarray]) -> bytes:
+        """Weights replicated: each number in every slot, with the step's leading axis."""
+        tensors = {name: self._replicated(name, np.asarray(array, dtype=np.float64))
+                   for name, array in weights.items()}
+        return dump_ciphertexts(tensors, self.context, self._keys.key_id)
+
+    def decrypt(self, data: bytes) -> Arrays:
+        """The tensors in `data`, decrypted (replicated ones from their first slot),
+        without the step's leading axis for weights."""
+        tensors, _ = load_ciphertexts(data, self.context, self._keys.key_id)
+        return {name: decrypt_tensor(self._encryptor, tensor)[0] if tensor.count == 1
+                else decrypt_tensor(self._encryptor, tensor)
+                for name, tensor in tensors.items()}
+
+    def refresh(self, data: bytes) -> bytes:
+        """New weights (deep in the modulus chain) back at level 0: decrypt, encrypt."""
+        return self.encrypt_weights(self.decrypt(data))
+
+    def _replicated(self, name: str, array: np.ndarray) -> CipherTensor:
+        if not np.all(np.isfinite(array)):
+            raise FhecError(f"training diverged: the weights {name!r} became non-finite",
+                            hint="use a smaller learning rate (--lr)")
+        scale = self.context.canonical_scale(self._scales[name], 0)
+        cts = np.empty(array.shape, dtype=object)
+        for index in np.ndindex(array.shape):
+            cts[index] = self._encryptor.encrypt(np.asarray(array[index]), scale)
+        return CipherTensor(cts, 1, self._scales[name], 0)
+
+
+class TrainingServer:
+    """The model owner: the step and the encrypted weights, evaluation keys only."""
+
+    def __init__(self, module: Module, evaluation_keys: bytes, weights: bytes) -> None:
+        params = module_params(module)
+        assert params is not None
+        self.module = module
+        self.context = SealContext(params)
+        self.keys = load_evaluation_keys(evaluation_keys, self.context)
+        self.weight_names = _replicated_inputs(module)
+        self.output_names = [name for name, _ in module.function.outputs]
+        self.weights = self._checked(weights, self.weight_names, replicated=True)
+
+    def step(self, batch: bytes) -> tuple[bytes, bytes | None]:
+        """Run one step: (the new weights, the encrypted loss or None) as bytes."""
+        inputs = self._checked(batch, set(_input_names(self.module)) - self.weight_names,
+                               replicated=False)
+        outputs = Evaluator(self.module, self.context, self.keys).run({**inputs, **self.weights})
+        new = {n: v for n, v in outputs.items() if n != LOSS}
+        assert all(isinstance(v, CipherTensor) for v in outputs.values())
+        weights = dump_ciphertexts(new, self.context, self.keys.key_id)  # type: ignore[arg-type]
+        loss = None
+        if LOSS in outputs:
+            loss = dump_ciphertexts({LOSS: outputs[LOSS]}, self.context,  # type: ignore[dict-item]
+                                    self.keys.key_id)
+        return weights, loss
+
+    def receive_weights(self, weights: bytes) -> None:
+        self.weights = self._checked(weights, self.weight_names, replicated=True)
+
+    def current_weights(self) -> bytes:
+        return dump_ciphertexts(self.weights, self.context, self.keys.key_id)
+
+    def _checked(self, data: bytes, names: set[str], *, replicated: bool
+                 ) -> dict[str, CipherTensor]:
+        tensors, _ = load_ciphertexts(data, self.context, self.keys.key_id)
+        if set(tensors) != names:
+            raise InputError(f"expected encrypted {sorted(names)}, got {sorted(tensors)}")
+        graph = self.module.graph
+        for value in self.module.function.inputs:
+            node = graph.node(value)
+            assert isinstance(node.op, InputOp)
+            name = node.op.input_name
+            if name not in names:
+                continue
+            tensor, state = tensors[name], node.annotation(CkksState)
+            assert state is not None
+            found = (tensor.ciphertexts.shape, tensor.scale_bits, tensor.level, tensor.count)
+            planned = (node.type.shape[1:], state.scale_bits, 0, node.type.shape[0])
+            if found != planned:
+                raise InputError(f"encrypted {name!r} is (shape, scale, level, samples) "
+                                 f"{found}, the step expects {planned}")
+        return tensors
+
+
+@dataclass(slots=True)
+class CkksTrainingSession:
+    """The StepSession of fhec.runtime.training, on CKKS: a client and a server in one
+    process, talking bytes."""
+
+    module: Module
+    pipeline: tuple[str, ...]
+    client: TrainingClient
+    server: TrainingServer
+    traffic: Traffic
+    steps: int = 0
+    refreshes: int = 0
+    seconds: dict[str, float] = field(default_factory=lambda: {
+        "encrypt": 0.0, "step": 0.0, "refresh": 0.0, "decrypt": 0.0})
+
+    def run(self, features: Arrays, labels: np.ndarray) -> float | None:
+        start = time.perf_counter()
+        batch = self.client.encrypt_batch({**features, LOSS_LABEL: labels})
+        self.traffic.batches += len(batch)
+        middle = time.perf_counter()
+        weights, loss = self.server.step(batch)
+        done = time.perf_counter()
+        self.seconds["encrypt"] += middle - start
+        self.seconds["step"] += done - middle
+        fresh = self.client.refresh(weights)
+        self.server.receive_weights(fresh)
+        self.traffic.refresh += len(weights) + len(fresh)
+        self.refreshes += 1
+        self.seconds["refresh"] += time.perf_counter() - done
+        self.steps += 1
+        if loss is None:
+            return None
+        self.traffic.loss += len(loss)
+        return float(np.asarray(self.client.decrypt(loss)[LOSS]).reshape(-1)[0])
+
+    def weights(self) -> Arrays:
+        start = time.perf_counter()
+        arrays = self.client.decrypt(self.server.current_weights())
+        self.seconds["decrypt"] += time.perf_counter() - start
+        return {name: np.asarray(a, dtype=np.float32) for name, a in arrays.items()}
+
+    def report(self) -> dict[str, object]:
+        params = self.client.context.params
+        states = ckks_states(self.module.graph, "ckks")
+        return {
+            "scheme": "CKKS (SEAL)",
+            "steps": self.steps,
+            "refreshes": self.refreshes,
+            "steps_per_refresh": 1,
+            "levels_per_step": max((s.level for s in states.values()), default=0),
+            "poly_degree": params.poly_degree,
+            "coeff_modulus_bits": list(params.coeff_bits),
+            "security_bits": params.security,
+            "galois_keys": len(module_rotations(self.module)),
+            "traffic_bytes": self.traffic.as_dict(),
+            "refresh_bytes_per_step": self.traffic.refresh // max(self.refreshes, 1),
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
+
+    def weight_bounds(self, steps: int) -> list[dict[str, float]]:
+        """The predicted max |error| of every weight after 1..`steps` steps, against the
+        same steps in exact arithmetic (each step's bound feeds the next one's inputs)."""
+        found: list[dict[str, float]] = []
+        carried: dict[str, float] = {}
+        for _ in range(steps):
+            bounds = error_bounds(self.module, self.client.context, carried)
+            carried = {name: bound for name, bound in bounds.items() if name != LOSS}
+            found.append(dict(carried))
+        return found
+
+
+LOSS_LABEL = "label"
+
+
+def _input_names(module: Module) -> list[str]:
+    names = []
+    for value in module.function.inputs:
+        op = module.graph.node(value).op
+        assert isinstance(op, InputOp)
+        names.append(op.input_name)
+    return names
+
+
+def _replicated_inputs(module: Module) -> set[str]:
+    graph = module.graph
+    return {
+        graph.node(v).op.input_name  # type: ignore[attr-defined]
+        for v in module.function.inputs
+        if graph.node(v).annotation(Replicated) is not None
+    }
+
+
+def _input_scales(module: Module) -> dict[str, int]:
+    scales = {}
+    for value in module.function.inputs:
+        node = module.graph.node(value)
+        state = node.annotation(CkksState)
+        assert isinstance(node.op, InputOp) and state is not None
+        scales[node.op.input_name] = state.scale_bits
+    return scales
+
+
+# The CKKS pipeline for a training step: the inference one, with the trained weights
+# replicated first (and their Galois keys chosen at the end).
+TRAINING_PIPELINE: tuple[str, ...] = (
+    "annotate-secrecy",
+    "annotate-ranges",
+    "replicate-parameters-ckks",
+    "approximate-activations",
+    "expand-polynomials-ckks",
+    "pack-slots-ckks",
+    "insert-rescale-ckks",
+    "insert-mod-switch-ckks",
+    "insert-relinearize-ckks",
+    "select-params-ckks",
+    "select-rotation-keys-ckks",
+    "validate-levels-ckks",
+    "validate-scales-ckks",
+)
+
+
+def build_session(plan: StepPlan) -> CkksTrainingSession:
+    """Compile `plan`'s step for CKKS, make the client's keys, hand the server the
+    evaluation keys and the encrypted starting weights."""
+    from fhec.api import with_options
+    from fhec.passes import PassContext, parse_pipeline, run_pipeline
+    from fhec.passes.replicate_parameters_ckks import ReplicateParametersCkks
+
+    if not plan.calibration:
+        raise FhecError("CKKS training needs calibration data to bound the step's values",
+                        hint="pass calibration= (training-like data with 'label')")
+    module = plan.module.copy()
+    if not plan.report_loss:
+        _drop_loss(module)
+    held = [*plan.weights, *plan.velocities]
+    passes = [
+        ReplicateParametersCkks(",".join(held)) if p.name == ReplicateParametersCkks.name else p
+        for p in parse_pipeline(",".join(with_options(TRAINING_PIPELINE, plan.options)))
+    ]
+    context = PassContext()
+    context.calibration = list(plan.calibration)
+    compiled = run_pipeline(module, passes, context)
+    client = TrainingClient(compiled)
+    traffic = Traffic()
+    keys = client.evaluation_keys()
+    weights = client.encrypt_weights({**plan.weights, **plan.velocities})
+    traffic.keys, traffic.refresh = len(keys), len(weights)
+    server = TrainingServer(compiled, keys, weights)
+    pipeline = tuple(p.spelled() for p in passes)
+    return CkksTrainingSession(compiled, pipeline, client, server, traffic)
+
+
+def _drop_loss(module: Module) -> None:
+    from fhec.passes import PassContext
+    from fhec.passes.eliminate_dead_code import EliminateDeadCode
+
+    module.function.outputs = [(n, v) for n, v in module.function.outputs if n != LOSS]
+    EliminateDeadCode().run(module, PassContext())

@@ -1,0 +1,64 @@
+"""select-rotation-keys-ckks: the Galois keys the circuit needs, and no others.
+
+Applies to: modules after `select-params-ckks` (the slot count fixes the rotations of a
+rotate-and-sum). Requires: every `func.input` carries #ckks_params. Establishes: when
+some op rotates slots, every `func.input` carries #ckks_rotations{steps}, the sorted
+distinct rotation steps of all of them (one Galois key each: the client generates
+exactly these, and the report gives their count and size); no annotation when nothing
+rotates. Annotations only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fhec.ir.errors import InternalCompilerError
+from fhec.ir.graph import Module
+from fhec.ir.ops import ckks
+from fhec.passes.base import Pass, PassContext, PassKind, register_pass
+from fhec.passes.validate_levels_ckks import module_params
+
+
+@register_pass
+@dataclass(frozen=True, slots=True)
+class SelectRotationKeysCkks(Pass):
+    name = "select-rotation-keys-ckks"
+    kind = PassKind.ANNOTATE
+
+    def run(self, module: Module, context: PassContext) -> None:
+        steps = rotation_steps(module)
+        if not steps:
+            return
+        graph = module.graph
+        for value in module.function.inputs:
+            node = graph.node(value)
+            graph.set_node(value, node.with_annotation(ckks.CkksRotations(steps)))
+        context.notes[self.name] = f"{len(steps)} Galois keys (rotations by {_spell(steps)})"
+
+
+def rotation_steps(module: Module) -> tuple[int, ...]:
+    """The rotations the module's ops perform, from its parameters' slot count."""
+    graph = module.graph
+    rotating = [v for v in graph if isinstance(graph.node(v).op, ckks.SlotSumOp)]
+    if not rotating:
+        return ()
+    params = module_params(module)
+    if params is None:
+        raise InternalCompilerError("rotations before parameters were chosen",
+                                    "select-rotation-keys-ckks")
+    return tuple(sorted(set(ckks.SlotSumOp.rotation_steps(params.slots))))
+
+
+def module_rotations(module: Module) -> tuple[int, ...]:
+    """The rotation steps recorded on the module's inputs (empty: no Galois keys)."""
+    graph = module.graph
+    for value in module.function.inputs:
+        found = graph.node(value).annotation(ckks.CkksRotations)
+        if found is not None:
+            return found.steps
+    return ()
+
+
+def _spell(steps: tuple[int, ...]) -> str:
+    return ", ".join(str(s) for s in steps) if len(steps) <= 4 else (
+        f"{steps[0]}, {steps[1]}, ..., {steps[-1]}")

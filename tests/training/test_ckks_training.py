@@ -1,0 +1,159 @@
+"""Training on CKKS with real SEAL: encrypted batches and weights, client refreshes.
+
+The step runs encrypted (128-bit parameters) and is checked against the same steps on
+the reference backend (float32, exact sigmoid): losses close, weights within the
+predicted bound after every step. The full breast-cancer run is a slow test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from train_logreg_breast_cancer import breast_cancer, logistic_regression
+
+import fhec
+from fhec.ir.errors import CompileError, FhecError
+from fhec.training import TrainingModel
+
+FEATURES, BATCH, STEPS, LR = 4, 8, 3, 0.5
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    x_train, x_test, y_train, y_test = breast_cancer()
+    return x_train[:, :FEATURES], x_test[:, :FEATURES], y_train, y_test
+
+
+def _trainer(data: tuple[np.ndarray, ...], backend: str, **kwargs: object) -> TrainingModel:
+    x_train, _, y_train, _ = data
+    calibration = {"x": x_train, "label": y_train.astype(np.float32)}
+    return fhec.compile_training(logistic_regression(FEATURES), loss="bce", lr=LR,
+                                 batch_size=BATCH, backend=backend, calibration=calibration,
+                                 **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def steps(data: tuple[np.ndarray, ...]) -> dict[str, object]:
+    """Three steps on CKKS and on the reference backend, on the same batches."""
+    encrypted = _trainer(data, "ckks", report_loss=True)
+    clear = _trainer(data, "reference")
+    x_train, _, y_train, _ = data
+    record: dict[str, list[object]] = {"losses": [], "clear_losses": [], "weights": [],
+                                       "clear_weights": []}
+    for step in range(STEPS):
+        batch = slice(step * BATCH, (step + 1) * BATCH)
+        record["losses"].append(encrypted.step({"x": x_train[batch]}, y_train[batch]))
+        record["clear_losses"].append(clear.step({"x": x_train[batch]}, y_train[batch]))
+        record["weights"].append(encrypted.weights())
+        record["clear_weights"].append(clear.weights())
+    bounds = encrypted.trainer.session.weight_bounds(STEPS)  # type: ignore[attr-defined]
+    return {**record, "bounds": bounds, "report": encrypted.report(), "trainer": encrypted}
+
+
+def test_the_encrypted_loss_is_the_clear_one(steps: dict[str, list[float]]) -> None:
+    losses, clear = np.array(steps["losses"]), np.array(steps["clear_losses"])
+    assert losses[0] == pytest.approx(np.log(2.0), abs=1e-3)  # zero weights: log 2
+    assert np.max(np.abs(losses - clear)) < 0.02  # the sigmoid's and softplus's fits
+
+
+def test_weights_stay_within_the_predicted_bound(steps: dict[str, list[dict]]) -> None:
+    for found, clear, bound in zip(steps["weights"], steps["clear_weights"], steps["bounds"],
+                                   strict=True):
+        for name in ("fc.weight", "fc.bias"):
+            error = float(np.max(np.abs(found[name] - clear[name])))
+            assert error <= bound[name], (name, error, bound[name])
+            assert found[name].shape == clear[name].shape
+    first = steps["weights"][0]["fc.weight"] - steps["clear_weights"][0]["fc.weight"]
+    assert np.max(np.abs(first)) < 1e-3  # one step: CKKS noise and the fit, no drift yet
+
+
+def test_training_moved_the_weights(steps: dict[str, list[dict]]) -> None:
+    last = steps["weights"][-1]["fc.weight"]
+    assert np.max(np.abs(last)) > 0.05  # from zero
+
+
+def test_the_report_counts_refreshes_and_traffic(steps: dict[str, object]) -> None:
+    report = steps["report"]
+    assert isinstance(report, dict)
+    assert report["steps"] == report["refreshes"] == STEPS
+    assert report["security_bits"] == 128
+    slots = int(report["poly_degree"]) // 2
+    assert report["galois_keys"] == slots.bit_length() - 1  # rotations 1, 2, ..., slots/2
+    traffic = report["traffic_bytes"]
+    assert isinstance(traffic, dict)
+    # Each refresh moves the 5 weights twice, each a ciphertext of >= 2 polynomials.
+    assert report["refresh_bytes_per_step"] > 2 * 5 * 2 * int(report["poly_degree"])
+    assert traffic["loss"] > 0 and traffic["batches"] > 0
+    assert 1 <= int(report["levels_per_step"]) < len(report["coeff_modulus_bits"]) - 1
+
+
+def test_the_server_holds_no_secret_key(steps: dict[str, object]) -> None:
+    import seal
+
+    trainer = steps["trainer"]
+    server = trainer.trainer.session.server  # type: ignore[attr-defined]
+    held = [getattr(server, name) for name in dir(server) if not name.startswith("__")]
+    held += [getattr(server.keys, name) for name in ("public_key", "relin_keys", "galois_keys")]
+    assert not any(isinstance(item, seal.SecretKey) for item in held)
+    assert server.keys.galois_keys is not None
+
+
+def test_the_step_ir_shows_replicated_weights_and_rotations(
+    steps: dict[str, object],
+) -> None:
+    ir = steps["trainer"].ir  # type: ignore[attr-defined]
+    assert "#replicated{all_slots = true}" in ir
+    assert "ckks.slot_sum" in ir and "#ckks_rotations{steps = [1, 2, 4," in ir
+    assert "ckks.encode_samples" in ir  # the bias gradient sums a masked error
+    assert "tensor<1x4x1xf32, secret>" in ir  # fc.weight, replicated
+
+
+def test_without_report_loss_no_loss_is_computed(data: tuple[np.ndarray, ...]) -> None:
+    trainer = _trainer(data, "ckks")
+    assert [name for name, _ in trainer.module.function.outputs] == ["fc.weight", "fc.bias"]
+    assert "softplus" not in trainer.ir  # the loss's softplus is not approximated
+
+
+def test_a_conv_weight_cannot_be_trained_encrypted(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node("Flatten", ["c"], ["y"], name="flat")]
+    graph = helper.make_graph(
+        nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+        [numpy_helper.from_array(np.ones((1, 1, 3), np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    data = {"x": np.random.default_rng(0).standard_normal((8, 1, 4)).astype(np.float32),
+            "label": np.zeros((8, 2), np.float32)}
+    with pytest.raises(CompileError, match="linalg.conv on encrypted trained weights"):
+        fhec.compile_training(model, loss="mse", lr=0.1, batch_size=4, trainable=["w"],
+                              backend="ckks", calibration=data)
+
+
+def test_ckks_training_needs_calibration(data: tuple[np.ndarray, ...]) -> None:
+    with pytest.raises(FhecError, match="training on ckks needs calibration data"):
+        fhec.compile_training(logistic_regression(FEATURES), loss="bce", lr=LR,
+                              batch_size=BATCH, backend="ckks")
+
+
+@pytest.mark.slow
+def test_encrypted_training_reaches_the_clear_accuracy() -> None:
+    """Logistic regression from zero on all 30 features: one epoch in batches of 32
+    encrypted, against the same epoch in clear (float32, exact sigmoid)."""
+    x_train, x_test, y_train, y_test = breast_cancer()
+    model = logistic_regression(x_train.shape[1])
+    calibration = {"x": x_train, "label": y_train.astype(np.float32)}
+    accuracies = []
+    for backend in ("reference", "ckks"):
+        trainer = fhec.compile_training(model, loss="bce", lr=0.5, batch_size=32,
+                                        backend=backend, calibration=calibration)
+        trainer.fit({"x": x_train, "label": y_train}, epochs=1, seed=0)
+        weights = trainer.weights()
+        logits = x_test @ weights["fc.weight"] + weights["fc.bias"]
+        accuracies.append(float(np.mean((logits[:, 0] > 0) == y_test)))
+    clear, encrypted = accuracies
+    assert clear > 0.9
+    assert abs(encrypted - clear) <= 0.02
