@@ -157,3 +157,29 @@ def test_encrypted_training_reaches_the_clear_accuracy() -> None:
     clear, encrypted = accuracies
     assert clear > 0.9
     assert abs(encrypted - clear) <= 0.02
+
+
+def test_fhec_train_on_ckks_writes_the_tuned_model(
+    data: tuple[np.ndarray, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    from fhec.cli import main
+
+    x_train, _, y_train, _ = data
+    onnx.save(logistic_regression(FEATURES), str(tmp_path / "model.onnx"))
+    np.savez(tmp_path / "train.npz", x=x_train[:16], label=y_train[:16])
+    np.savez(tmp_path / "public.npz", x=x_train[100:], label=y_train[100:])
+    code = main(["train", str(tmp_path / "model.onnx"), "--data", str(tmp_path / "train.npz"),
+                 "--calibration", str(tmp_path / "public.npz"), "--backend", "ckks",
+                 "--loss", "bce", "--lr", "0.5", "--batch-size", "8", "--show-loss",
+                 "--option", "approximate-activations.margin=0.1",
+                 "-o", str(tmp_path / "tuned.onnx")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert out.count("loss ") == 2 and "step 1  loss 0.69" in out  # zero weights: log 2
+    assert "encrypted training: refreshes 2," in out and "galois_keys 13" in out
+    tuned = {t.name: numpy_helper.to_array(t)
+             for t in onnx.load(str(tmp_path / "tuned.onnx")).graph.initializer}
+    assert tuned["fc.weight"].shape == (FEATURES, 1) and np.any(tuned["fc.weight"] != 0)
