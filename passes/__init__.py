@@ -7,6 +7,7 @@ from fhec.passes import (  # noqa: F401
     annotate_states_ckks,
     approximate_activations,
     canonicalize,
+    decompose_max_softmax_ckks,
     differentiate,
     eliminate_dead_code,
     expand_polynomials_ckks,

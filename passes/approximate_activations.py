@@ -4,14 +4,24 @@ Applies to: secret values computed by the ops in `APPROXIMATED` (activations and
 math functions; any other operand must be a one-element constant, e.g. a PRelu slope).
 Requires: `annotate-secrecy`; `annotate-ranges` for the input range of each such op
 (from calibration data). Establishes: none of those ops is left on a secret value;
-each became `poly.chebyshev` interpolating the op's own `evaluate` at Chebyshev
-points of its input range [lo, hi] widened by `margin` times its width at each end.
+each became `poly.chebyshev` fitted to the op's own `evaluate` on its input range
+[lo, hi] widened by `margin` times its width at each end (toward a pole, such as 0 for
+a reciprocal, by that fraction of the distance to it, at most half): the interpolant
+at Chebyshev points (`fit=chebyshev`), or the minimax polynomial by Remez exchange
+(`fit=remez`, passes/remez.py; kept only where its measured error is the smaller).
 The degree is the smallest of 1, 3, 7, 15, ... (2**k - 1: the most a depth allows)
 whose largest error on that interval, measured on a dense grid, is at most
 `error_target`; where `max_degree` cannot reach the target it is used anyway, and the
 error it reaches is what `#approx{function, degree, lo, hi, max_error, slope}` records
 (the report's error bound carries it; `slope` is the polynomial's largest |p'| on
 [lo, hi], which the error bound uses to carry its input's error through it).
+
+ReLU, LeakyReLU, PRelu and Abs are x * (even + odd * sign(x)); with `relu=composite`,
+or `relu=auto` where one polynomial of `max_degree` misses the target and this does
+not, sign becomes a composite of odd degree-7 polynomials (passes/composite_sign.py,
+at most `sign_stages` of them): one `poly.chebyshev` per stage, then `arith.mul` by x,
+which carries `#approx` with the composite's bound R |odd| max u |1 - s(u)|, taken
+cell by cell on a fine grid of [0, 1].
 
 The error target of each op follows the precision the outputs need: with
 `output_error` > 0 (relative), an output whose calibrated magnitude is M may be off
@@ -32,23 +42,27 @@ from numpy.polynomial import chebyshev
 from fhec.ir.errors import CompileError, FhecError
 from fhec.ir.graph import Function, Graph, Module, Node, ValueId
 from fhec.ir.interval import Interval
+from fhec.ir.op import Op
 from fhec.ir.ops.core import ConstantOp
+from fhec.ir.ops.elementwise import MulOp, PowOp
 from fhec.ir.ops.poly import Approximation, ChebyshevOp, cheb_eval, series_range
 from fhec.passes.base import Pass, PassContext, PassKind, register_pass
+from fhec.passes.composite_sign import KinkedFit, best_composite, kink_parts
+from fhec.passes.remez import remez
 from fhec.passes.rewrite import erase_if_dead
 
 APPROXIMATED = frozenset(
     {
         "nn.relu", "nn.leaky_relu", "nn.prelu", "nn.sigmoid", "nn.tanh", "nn.gelu",
         "nn.softplus", "nn.elu", "nn.selu", "nn.clip",
-        "arith.exp", "arith.erf", "arith.sqrt", "arith.abs",
+        "arith.exp", "arith.erf", "arith.sqrt", "arith.abs", "arith.pow", "arith.log",
     }
 )  # fmt: skip
-# Functions defined only from some point on: the fit interval never goes below it.
-DOMAIN_START = {"arith.sqrt": 0.0}
 # Interpolation-error grid: dense enough that the grid maximum is the true one to
 # within a fraction of a percent for these degrees (<= 255).
 GRID_POINTS = 20001
+FITS = ("chebyshev", "remez")
+RELU_METHODS = ("auto", "chebyshev", "composite")
 
 
 @register_pass
@@ -62,6 +76,13 @@ class ApproximateActivations(Pass):
     # dozen calibration samples miss ~10% of the range that held-out data reaches.
     margin: float = 0.2
     output_error: float = 0.1  # relative to each output's magnitude; 0: error_target only
+    fit: str = "chebyshev"  # chebyshev (interpolation) | remez (minimax)
+    # ReLU, LeakyReLU, PRelu, Abs (and the max of decompose-max-softmax-ckks): one
+    # polynomial (chebyshev), a composite sign (composite), or the composite only where
+    # the single polynomial of max_degree misses the error target and it does not (auto).
+    # Composites are deep (4 levels a stage), so auto is asked for, not the default.
+    relu: str = "chebyshev"
+    sign_stages: int = 6  # at most this many degree-7 sign stages (4 levels each)
 
     def __post_init__(self) -> None:
         if not self.error_target > 0:
@@ -78,6 +99,19 @@ class ApproximateActivations(Pass):
             )
         if not self.margin >= 0:
             raise FhecError(f"approximate-activations: margin must be >= 0, got {self.margin}")
+        for option, value, allowed in (
+            ("fit", self.fit, FITS),
+            ("relu", self.relu, RELU_METHODS),
+        ):
+            if value not in allowed:
+                raise FhecError(
+                    f"approximate-activations: {option} must be one of {', '.join(allowed)}, "
+                    f"got {value!r}"
+                )
+        if not 1 <= self.sign_stages <= 8:
+            raise FhecError(
+                f"approximate-activations: sign_stages must be in 1..8, got {self.sign_stages}"
+            )
 
     def run(self, module: Module, context: PassContext) -> None:
         function = module.function
@@ -106,25 +140,63 @@ class ApproximateActivations(Pass):
     ) -> str:
         graph = function.graph
         operands = graph.operands(value)
-        fn = _function_of(function, node, operands)
+        fixed = _fixed_operands(function, node, operands)
+        fn = _function_of(node, fixed)
         lo, hi = self._interval(node, graph.node(operands[0]).annotation(Interval))
         target = self.error_target if target is None else target
-        coefficients, error = self._fit(fn, lo, hi, target)
+        kink = kink_parts(node.op, fixed)
+        coefficients, error = (
+            self._fit(fn, lo, hi, target) if kink is None or self.relu != "composite" else ((), 0.0)
+        )
+        if (
+            kink is not None
+            and self.relu != "chebyshev"
+            and (self.relu == "composite" or error > target)
+        ):
+            fraction = target / (max(-lo, hi) * abs(kink[1])) if kink[1] else np.inf
+            composite, factor = best_composite(fraction, self.sign_stages)
+            fit = KinkedFit(composite, *kink, lo, hi, factor)
+            if self.relu == "composite" or fit.max_error <= target:
+                return self._emit_kinked(function, value, node, fit, target)
         op = ChebyshevOp(tuple(float(c) for c in coefficients), lo, hi)
         output = series_range(op.coefficients, lo, hi, lo, hi)
         slope = series_slope(op.coefficients, lo, hi)
         approximation = Approximation(node.op.name, op.degree, lo, hi, error, slope)
         new = graph.add(op, [operands[0]], node.type, node.location, (approximation, output))
-        function.replace_uses(value, new)
-        graph.remove(value)
-        for operand in operands[1:]:
-            erase_if_dead(function, operand)
+        _replace(function, value, new)
         if error > target:
             return (
                 f"error target {target:g} not reached at degree {op.degree} "
                 f"(max error {error:.3g} on [{lo:.4g}, {hi:.4g}])"
             )
         return ""
+
+    def _emit_kinked(
+        self, function: Function, value: ValueId, node: Node, fit: KinkedFit, target: float
+    ) -> str:
+        """x * (even + odd * s(x / R)): one poly.chebyshev per sign stage, then a product
+        by x that carries #approx (the composite's bound, see passes/composite_sign.py)."""
+        graph = function.graph
+        x = graph.operands(value)[0]
+        current, known = x, Interval(fit.lo, fit.hi)
+        for coefficients, lo, hi in fit.stage_series():
+            known = series_range(coefficients, known.lo, known.hi, lo, hi)
+            op = ChebyshevOp(coefficients, lo, hi)
+            current = graph.add(op, [current], node.type, node.location, (known,))
+        ends = np.array([fit.lo, 0.0, fit.hi])  # a kinked function's extremes are at these
+        ends = ends * (fit.even + fit.odd * np.sign(ends))
+        output = Interval(float(ends.min()) - fit.max_error, float(ends.max()) + fit.max_error)
+        approximation = Approximation(
+            node.op.name, fit.composite.degree + 1, fit.lo, fit.hi, fit.max_error, fit.slope()
+        )
+        new = graph.add(MulOp(), [x, current], node.type, node.location, (approximation, output))
+        _replace(function, value, new)
+        stages = len(fit.composite.stages)
+        missed = "" if fit.max_error <= target else f", missing the target {target:g}"
+        return (
+            f"composite sign of {stages} degree-7 stages (degree {fit.composite.degree}), "
+            f"max error {fit.max_error:.3g} on [{fit.lo:.4g}, {fit.hi:.4g}]{missed}"
+        )
 
     def _interval(self, node: Node, known: Interval | None) -> tuple[float, float]:
         what = (
@@ -146,15 +218,20 @@ class ApproximateActivations(Pass):
         # A point range (a constant input) still needs an interval to fit on.
         slack = self.margin * known.width if known.width > 0 else max(1e-3, known.magnitude * 1e-3)
         lo, hi = known.lo - slack, known.hi + slack
-        start = DOMAIN_START.get(node.op.name)
-        if start is not None:
-            if known.lo < start:
+        domain = _domain(node.op)
+        if domain is not None:
+            start, open_at_start = domain
+            if known.lo < start or (open_at_start and known.lo <= start):
+                where = f"at {start} and below" if open_at_start else f"below {start}"
                 raise CompileError(
-                    f"{node.op.name} is undefined below {start}, and its calibrated input "
-                    f"range [{known.lo:.4g}, {known.hi:.4g}] reaches below",
+                    f"{node.op.name} is undefined {where}, and its calibrated input "
+                    f"range [{known.lo:.4g}, {known.hi:.4g}] reaches there",
                     node.location,
                 )
-            lo = max(lo, start)
+            # An open end (a pole at start): the margin is taken as a fraction of the
+            # distance to it (at most half), where the function's slope stays moderate.
+            toward_pole = (known.lo - start) * max(1.0 - self.margin, 0.5)
+            lo = max(lo, start + toward_pole if open_at_start else start)
         return lo, hi
 
     def _fit(
@@ -163,17 +240,37 @@ class ApproximateActivations(Pass):
         grid = np.unique(
             np.concatenate([np.linspace(lo, hi, GRID_POINTS), [0.0] if lo < 0 < hi else []])
         )
+        unit = _unit(grid, lo, hi)
         exact = fn(grid)
         degrees = [d for d in (1, 3, 7, 15, 31, 63, 127, 255) if d < self.max_degree]
         best: tuple[np.ndarray, float] | None = None
         for degree in [*degrees, self.max_degree]:
             coefficients = _interpolate(fn, lo, hi, degree)
-            error = float(np.max(np.abs(cheb_eval(_unit(grid, lo, hi), coefficients) - exact)))
+            error = float(np.max(np.abs(cheb_eval(unit, coefficients) - exact)))
+            if self.fit == "remez":
+                minimax, _ = remez(lambda u: fn((u * (hi - lo) + lo + hi) / 2.0), unit, degree)
+                measured = float(np.max(np.abs(cheb_eval(unit, minimax) - exact)))
+                if measured < error:  # the exchange may stall; interpolation stays a floor
+                    coefficients, error = _trimmed(minimax), measured
             best = (coefficients, error)
             if error <= target:
                 break
         assert best is not None
         return best
+
+
+def _domain(op: Op) -> tuple[float, bool] | None:
+    """Where a function is defined from, and whether that end is open (a pole): the fit
+    interval never goes below it. None: defined everywhere."""
+    if op.name == "arith.sqrt":
+        return 0.0, False
+    if op.name == "arith.log":
+        return 0.0, True
+    if isinstance(op, PowOp) and op.exponent < 0:
+        return 0.0, True  # only positive bases (a reciprocal of sums, say)
+    if isinstance(op, PowOp) and not float(op.exponent).is_integer():
+        return 0.0, False
+    return None
 
 
 def series_slope(coefficients: tuple[float, ...], lo: float, hi: float) -> float:
@@ -240,21 +337,27 @@ def _unit(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
 def _interpolate(
     fn: Callable[[np.ndarray], np.ndarray], lo: float, hi: float, degree: int
 ) -> np.ndarray:
-    """The interpolant at Chebyshev points of [lo, hi], its negligible terms dropped (odd
-    or even functions leave half the coefficients at rounding level)."""
+    """The interpolant at Chebyshev points of [lo, hi], its negligible terms dropped."""
     coefficients = chebyshev.chebinterpolate(  # type: ignore[no-untyped-call]
         lambda u: fn((u * (hi - lo) + lo + hi) / 2.0), degree
     )
+    return _trimmed(np.asarray(coefficients, dtype=np.float64))
+
+
+def _trimmed(coefficients: np.ndarray) -> np.ndarray:
+    """The series without its negligible terms (odd or even functions leave half the
+    coefficients at rounding level)."""
+    coefficients = np.array(coefficients, dtype=np.float64)
     scale = float(np.max(np.abs(coefficients))) or 1.0
     coefficients[np.abs(coefficients) < 1e-13 * scale] = 0.0
     last = int(np.flatnonzero(coefficients).max(initial=0))
     return np.asarray(coefficients[: last + 1], dtype=np.float64)
 
 
-def _function_of(
+def _fixed_operands(
     function: Function, node: Node, operands: tuple[ValueId, ...]
-) -> Callable[[np.ndarray], np.ndarray]:
-    """The op as a float64 function of its first operand, other operands held fixed."""
+) -> list[np.ndarray]:
+    """The operands after the first, each a one-element constant (e.g. a PRelu slope)."""
     graph = function.graph
     fixed: list[np.ndarray] = []
     for operand in operands[1:]:
@@ -267,7 +370,21 @@ def _function_of(
                 hint="use one shared parameter (e.g. one PRelu slope for all channels)",
             )
         fixed.append(producer.op.value.array.astype(np.float64).reshape(()))
+    return fixed
+
+
+def _function_of(node: Node, fixed: list[np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """The op as a float64 function of its first operand, other operands held fixed."""
     op = node.op
     return lambda x: np.asarray(
         op.evaluate([np.asarray(x, dtype=np.float64), *fixed]), dtype=np.float64
     )
+
+
+def _replace(function: Function, old: ValueId, new: ValueId) -> None:
+    """`new` takes over the uses of `old`, which goes with its now unused constants."""
+    operands = function.graph.operands(old)
+    function.replace_uses(old, new)
+    function.graph.remove(old)
+    for operand in operands[1:]:
+        erase_if_dead(function, operand)

@@ -1,7 +1,8 @@
 """insert-relinearize-ckks: relinearize products lazily, where they must be.
 
 Applies to: modules after `insert-rescale-ckks`. Requires: nothing more.
-Establishes: every operand of a `ckks.mul` or `ckks.rescale` has 2 polynomials. A
+Establishes: every operand of a `ckks.mul`, `ckks.rescale`, `ckks.mod_switch` or
+`ckks.slot_sum` (rotations) has 2 polynomials. A
 3-polynomial value (a product, or a sum of products) is relinearized on its way
 into a product or a rescale, and nowhere else: products summed before their rescale
 are relinearized once, and outputs are decrypted as they are (decryption takes any
@@ -16,7 +17,14 @@ from dataclasses import dataclass
 
 from fhec.ir.graph import Module, ValueId
 from fhec.ir.op import Op
-from fhec.ir.ops.ckks import CkksState, ModSwitchOp, MulOp, RelinearizeOp, RescaleOp
+from fhec.ir.ops.ckks import (
+    CkksState,
+    ModSwitchOp,
+    MulOp,
+    RelinearizeOp,
+    RescaleOp,
+    SlotSumOp,
+)
 from fhec.passes.annotate_states_ckks import annotate_states, insert_before, node_state
 from fhec.passes.base import Pass, PassContext, PassKind, register_pass
 
@@ -33,7 +41,7 @@ class InsertRelinearizeCkks(Pass):
         states: dict[ValueId, CkksState] = {}
         cache: dict[tuple[ValueId, Op], ValueId] = {}
         for value in graph.topological_order():
-            if isinstance(graph.node(value).op, MulOp | RescaleOp | ModSwitchOp):
+            if isinstance(graph.node(value).op, MulOp | RescaleOp | ModSwitchOp | SlotSumOp):
                 for index, operand in enumerate(graph.operands(value)):
                     if states[operand].size > 2:
                         relinearized = insert_before(function, value, index, RelinearizeOp(), cache)

@@ -13,6 +13,9 @@ waterline (the largest scale of a secret input, EVA's name for it):
 - `always`: one rescale after every product, whatever the scale (for comparison;
   a product by a low-scale constant then falls below the waterline and loses bits).
 
+A product summed by a `ckks.reduce_add` (its only user) is rescaled after the sum
+instead: one rescale, and one relinearization, for the whole dot product.
+
 Values meeting in an addition (or a concat) have one scale: the lower-scale one
 is multiplied by the constant 1 encoded at the difference (no level spent), and a
 plaintext meeting a ciphertext is encoded at its scale. Levels may still differ:
@@ -26,7 +29,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from fhec.ir.errors import FhecError
-from fhec.ir.graph import Function, Module, ValueId
+from fhec.ir.graph import Function, Graph, Module, ValueId
 from fhec.ir.ops import ckks
 from fhec.ir.ops.core import InputOp
 from fhec.passes.annotate_states_ckks import (
@@ -64,6 +67,7 @@ class InsertRescaleCkks(Pass):
         if waterline is None:
             return  # nothing is encrypted
         states: dict[ValueId, ckks.CkksState] = {}
+        deferred: set[ValueId] = set()  # sums of products, rescaled once after the sum
         for value in graph.topological_order():
             op = graph.node(value).op
             if graph.node(value).type.secret and (
@@ -71,16 +75,30 @@ class InsertRescaleCkks(Pass):
             ):
                 _match_scales(function, value, states)
             state = node_state(graph, value, states, self.name)
-            if isinstance(op, MULTIPLICATIVE) and state is not None:
-                for _ in range(self._rescales(state.scale_bits, waterline)):
-                    value = insert_after(function, value, ckks.RescaleOp(waterline))
-                    node_state(graph, value, states, self.name)
+            if state is None or not (isinstance(op, MULTIPLICATIVE) or value in deferred):
+                continue
+            summed = _summed_by(graph, value)
+            if summed is not None:
+                deferred.add(summed)
+                continue
+            for _ in range(self._rescales(state.scale_bits, waterline)):
+                value = insert_after(function, value, ckks.RescaleOp(waterline))
+                node_state(graph, value, states, self.name)
         annotate_states(module, self.name)
 
     def _rescales(self, scale: int, waterline: int) -> int:
         if self.policy == "waterline":
             return max((scale - waterline) // waterline, 0)
         return 1  # a product is above the waterline: every factor has >= 10 bits
+
+
+def _summed_by(graph: Graph, value: ValueId) -> ValueId | None:
+    """The `ckks.reduce_add` that is the only user of `value`, if any: a sum of products
+    takes one rescale (and one relinearization) instead of one per product."""
+    users = graph.users(value)
+    if len(users) == 1 and isinstance(graph.node(users[0][0]).op, ckks.ReduceAddOp):
+        return users[0][0]
+    return None
 
 
 def _waterline(module: Module) -> int | None:

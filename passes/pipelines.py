@@ -20,6 +20,7 @@ PIPELINES: dict[str, tuple[str, ...]] = {
     "ckks": (
         *COMMON_PIPELINE,
         "split-epilogue-ckks",
+        "decompose-max-softmax-ckks",
         "approximate-activations",
         "expand-polynomials-ckks",
         "pack-slots-ckks",

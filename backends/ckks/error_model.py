@@ -5,7 +5,10 @@ Three sources add up, propagated node by node with the values' ranges:
 - approximation: each polynomial's `#approx` max error on its interval; the error
   already in its input comes out multiplied by the polynomial's largest slope there
   (the products and sums it is made of add only their own CKKS noise: bounding the
-  input's error through each of them would multiply it by the Chebyshev terms' sizes);
+  input's error through each of them would multiply it by the Chebyshev terms' sizes).
+  A polynomial is the `#approx` node and the nodes at its location it is computed from,
+  up to another polynomial's result or a linear map or layout move (how a decomposed
+  MaxPool / Softmax computes a polynomial's input: those errors propagate in full);
 - CKKS noise, as high-probability bounds (six standard deviations) on one slot of the
   canonical embedding, for SEAL's ternary secret (Hamming weight about 2N/3) and
   error deviation 3.2 (Cheon, Kim, Kim, Song, Asiacrypt 2017, section 3.4, in their
@@ -14,8 +17,8 @@ Three sources add up, propagated node by node with the values' ranges:
   relinearization; and where two scales that drifted apart (by the primes' distance
   from powers of two) are relabeled to add them -- only off the waterline and twice
   it, where the evaluator's true scales do not meet exactly by construction;
-- float32 rounding of the reference itself (one rounding per op; a dot product's
-  K roundings).
+- float32 rounding of the reference itself (one rounding per op, a polynomial being
+  one op; a dot product's K roundings).
 
 Propagation: a + b adds errors; a * b gives |a| e_b + |b| e_a + e_a e_b; a product by
 constants scales by their magnitude (rows' absolute sums for a matrix). The bound
@@ -31,7 +34,7 @@ import numpy as np
 
 from fhec.backends.ckks.epilogue import client_values, epilogue_bounds
 from fhec.backends.ckks.seal_context import SealContext
-from fhec.ir.graph import Graph, Module, ValueId
+from fhec.ir.graph import Graph, Module, Node, ValueId
 from fhec.ir.ops import ckks
 from fhec.ir.ops.core import ConstantOp, InputOp
 from fhec.ir.ops.poly import Approximation
@@ -96,10 +99,13 @@ def error_bounds(
             error = _propagate(graph, value, states, magnitudes, seen, noise, context)
         if region is None:
             error = _relative_part(graph, value, error, magnitudes, relative)
-        if not isinstance(node.op, (*NOT_COMPUTED, InputOp)):  # inputs: the same float32s
+        approximation = node.annotation(Approximation)
+        # The reference rounds each op's result to float32 once; a polynomial stands for
+        # one op, so its own products and sums add no roundings of the reference's.
+        computed = not isinstance(node.op, (*NOT_COMPUTED, InputOp))  # inputs: same float32s
+        if computed and (region is None or approximation is not None):
             error += FLOAT32_UNIT * magnitudes[value]
             relative[value] = relative.get(value, 0.0) + FLOAT32_UNIT
-        approximation = node.annotation(Approximation)
         if region is not None:
             inner[value] = error
             if approximation is not None:
@@ -179,7 +185,7 @@ def _polynomial_regions(graph: Graph) -> dict[ValueId, Region]:
                 producer = graph.node(operand)
                 if not producer.type.secret:
                     continue
-                if producer.location == node.location:
+                if producer.location == node.location and not _ends_region(producer):
                     stack.append(operand)
                 else:
                     entries.add(operand)
@@ -187,6 +193,18 @@ def _polynomial_regions(graph: Graph) -> dict[ValueId, Region]:
         for member in members:
             found[member] = region
     return found
+
+
+def _ends_region(producer: Node) -> bool:
+    """Values a polynomial reads that are not part of it even at its location: another
+    polynomial's result, and the linear maps and layout moves that a decomposition
+    (decompose-max-softmax-ckks) computes a polynomial's input with -- their errors
+    are propagated in full and enter through the slope."""
+    return (
+        producer.annotation(Approximation) is not None
+        or isinstance(producer.op, ckks.MatMulPlainOp)
+        or producer.op.name in ckks.LAYOUT_OPS
+    )
 
 
 def _propagate(
@@ -225,8 +243,12 @@ def _propagate(
         plain_scale = 2.0 ** states[operands[1]].scale_bits
         rounding = m[0] * inner * 0.5 / plain_scale + inner * FLOAT32_UNIT * row_sums * m[0]
         return row_sums * e[0] + rounding
-    if isinstance(op, ckks.RescaleOp | ckks.ModSwitchOp):  # a switch starts with a rescale
+    if isinstance(op, ckks.RescaleOp):
         return e[0] + noise.rescale / scale
+    if isinstance(op, ckks.ModSwitchOp):  # primes dropped and the drift relabeled, or a rescale
+        before, after = states[operands[0]], states[value]
+        drift = context.switch_drift(after.scale_bits, before.level, after.level)
+        return e[0] + (noise.rescale / scale if drift is None else drift * m[0])
     if isinstance(op, ckks.RelinearizeOp):
         primes = context.params.depth + 1 - states[value].level
         return e[0] + noise.key_switch(primes) / scale

@@ -26,7 +26,7 @@ import numpy as np
 import seal
 
 from fhec.backends.ckks.epilogue import client_values, server_outputs
-from fhec.backends.ckks.seal_context import EvaluationKeys, SealContext
+from fhec.backends.ckks.seal_context import RELABEL_DRIFT, EvaluationKeys, SealContext
 from fhec.backends.ckks.serialization import CipherTensor
 from fhec.backends.ckks.tensors import batch_column
 from fhec.backends.progress import progress
@@ -257,14 +257,21 @@ class Evaluator:
         return self.context.canonical_scale(bits, level) * prime / float(ct.scale())
 
     def _mod_switch(self, ct: seal.Ciphertext, levels: int, bits: int) -> seal.Ciphertext:
-        """Down `levels` levels, landing on the planned scale of the new level: unless
-        the scale is already that one (a product that landed), the first level goes by a
-        product with 1 encoded at t * q / s (s the scale now, t the one planned below, q
-        the prime dropped) and a rescale; the rest by dropping primes. Plain dropping
-        would keep s, and an addition there would have to relabel it."""
+        """Down `levels` levels, landing on the planned scale of the new level: when
+        the scale is within RELABEL_DRIFT of that one, by dropping primes and relabeling;
+        otherwise the first level goes by a product with 1 encoded at t * q / s (s the
+        scale now, t the one planned below, q the prime dropped) and a rescale, the rest
+        by dropping primes."""
         start = self._level(ct)
         end = start + levels
         target = self.context.canonical_scale(bits, end)
+        planned = self.context.switch_drift(bits, start, end) is not None
+        if planned and abs(ct.scale() / target - 1.0) < RELABEL_DRIFT:
+            # Scales a few primes' drift apart: drop the primes and relabel (the error
+            # model counts the drift); a correcting product would cost a rescale (NTTs).
+            ct = self.seal.mod_switch_to(ct, self.context.parms_id(end))
+            ct.scale(target)
+            return ct
         if abs(ct.scale() / target - 1.0) > 1e-12:
             factor = target * self.context.rescale_prime(start) / ct.scale()
             one = self.context.encode(1.0, factor, start)

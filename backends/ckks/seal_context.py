@@ -30,6 +30,10 @@ _SEAL_SECURITY = {
     0: seal.sec_level_type.none,
 }
 _SEAL_TABLE_MAX_DEGREE = 32768
+# A modulus switch relabels a scale this close to the planned one (dropping primes)
+# instead of correcting it with a product and a rescale (NTTs): the evaluator's rule,
+# and the error model's.
+RELABEL_DRIFT = 1e-5
 
 
 class SealContext:
@@ -90,6 +94,12 @@ class SealContext:
     def canonical_scale(self, bits: int, level: int) -> float:
         """The true scale planned for a value of nominal scale 2**bits at `level`."""
         return float(self._level_scales[level] ** (bits / self.params.scale_bits))
+
+    def switch_drift(self, bits: int, start: int, end: int) -> float | None:
+        """|s_start / s_end - 1| for the planned scales of 2**bits at two levels when a
+        modulus switch between them relabels (below RELABEL_DRIFT), else None."""
+        drift = abs(self.canonical_scale(bits, start) / self.canonical_scale(bits, end) - 1.0)
+        return drift if drift < RELABEL_DRIFT else None
 
     def rescale_prime(self, level: int) -> int:
         """The prime a rescale from `level` divides by (the last one left)."""

@@ -127,12 +127,15 @@ class TrainingServer:
         self.weight_names = _replicated_inputs(module)
         self.output_names = [name for name, _ in module.function.outputs]
         self.weights = self._checked(weights, self.weight_names, replicated=True)
+        self.evaluation_seconds = 0.0  # the step's ciphertext arithmetic, bytes apart
 
     def step(self, batch: bytes) -> tuple[bytes, bytes | None]:
         """Run one step: (the new weights, the encrypted loss or None) as bytes."""
         inputs = self._checked(batch, set(_input_names(self.module)) - self.weight_names,
                                replicated=False)
+        started = time.perf_counter()
         outputs = Evaluator(self.module, self.context, self.keys).run({**inputs, **self.weights})
+        self.evaluation_seconds += time.perf_counter() - started
         new = {n: v for n, v in outputs.items() if n != LOSS}
         assert all(isinstance(v, CipherTensor) for v in outputs.values())
         weights = dump_ciphertexts(new, self.context, self.keys.key_id)  # type: ignore[arg-type]
@@ -227,6 +230,7 @@ class CkksTrainingSession:
             "traffic_bytes": self.traffic.as_dict(),
             "refresh_bytes_per_step": self.traffic.refresh // max(self.refreshes, 1),
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "evaluation_seconds": round(self.server.evaluation_seconds, 3),
         }
 
     def weight_bounds(self, steps: int) -> list[dict[str, float]]:

@@ -250,6 +250,23 @@ class ExpOp(FloatUnary):
 
 @register_op
 @dataclass(frozen=True, slots=True)
+class LogOp(FloatUnary):
+    """The natural logarithm; -inf at 0, NaN below."""
+
+    name = "arith.log"
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.asarray(np.log(x))
+
+    def interval(
+        self, operands: Sequence[Interval], constants: Sequence[np.ndarray | None]
+    ) -> Interval | None:
+        return None if operands[0].lo <= 0.0 else _image(self.apply, operands[0])
+
+
+@register_op
+@dataclass(frozen=True, slots=True)
 class ErfOp(FloatUnary):
     """The Gauss error function."""
 

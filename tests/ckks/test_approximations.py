@@ -59,7 +59,7 @@ def _approximated(module: Module, options: str = "") -> tuple[Module, PassContex
 
 @pytest.mark.parametrize(("op", "lo", "hi"), FUNCTIONS, ids=lambda v: getattr(v, "name", str(v)))
 def test_every_function_fits_on_its_range(op: Op, lo: float, hi: float) -> None:
-    result, _ = _approximated(_module(op, lo, hi), "max_degree=127,margin=0.05")
+    result, _ = _approximated(_module(op, lo, hi), "max_degree=127,margin=0.05,relu=chebyshev")
     nodes = [result.graph.node(v) for v in result.graph]
     poly = next(n for n in nodes if isinstance(n.op, ChebyshevOp))
     record = poly.annotation(Approximation)
@@ -102,7 +102,7 @@ def test_degree_follows_the_error_target() -> None:
 
 
 def test_unreached_target_is_noted_and_the_error_recorded() -> None:
-    result, context = _approximated(_module(ew.ReluOp(), -1, 1), "max_degree=7")
+    result, context = _approximated(_module(ew.ReluOp(), -1, 1), "max_degree=7,relu=chebyshev")
     record = next(
         result.graph.node(v).annotation(Approximation)
         for v in result.graph
@@ -276,7 +276,9 @@ def test_decrypt_takes_a_secret_tensor() -> None:
 def test_slope_bounds_the_polynomial_derivative() -> None:
     """#approx slope: the largest |p'| on [lo, hi], what the error bound multiplies the
     input's error by (ReLU's polynomial overshoots 1 a little near the kink)."""
-    result, _ = _approximated(_module(ew.ReluOp(), -4, 4), "max_degree=15,output_error=0")
+    result, _ = _approximated(
+        _module(ew.ReluOp(), -4, 4), "max_degree=15,output_error=0,relu=chebyshev"
+    )
     (note,) = [a for v in result.graph if (a := result.graph.node(v).annotation(Approximation))]
     coefficients = next(
         n.op.coefficients
