@@ -22,9 +22,11 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest
 
-# Regenerate the golden files (models, inputs, expected outputs, expected IR).
+# Regenerate the golden files (models, inputs, expected outputs, expected IR, and the
+# weights after three training steps).
 golden: $(STAMP)
 	$(BIN)/python examples/build_models.py --out tests/golden
+	$(BIN)/python examples/build_training_golden.py --out tests/golden/training_logreg
 
 # Regenerate docs/ops.md from the converter table.
 docs: $(STAMP)
