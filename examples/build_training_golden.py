@@ -7,8 +7,8 @@ binary cross-entropy, lr 0.5, batches of 32. `<out>/` gets:
   start.onnx             the model before training (zero weights)
   data.npz               the three batches of the golden steps, in order (x, label)
   calibration.npz        the training split the step's ranges are calibrated on
-  expected_weights.npz   fc.weight and fc.bias after the three steps on the reference
-                         backend (float32, exact sigmoid)
+  expected_weights.npz   fc.weight and fc.bias after each of the three steps on the
+                         reference backend (float32, exact sigmoid), keyed "NAME@STEP"
   expected.step.ir       the step function after the reference pipeline
   expected.ckks_step.ir  the step function after the CKKS training pipeline
 Files are written byte-stably (fixed zip timestamps).
@@ -46,10 +46,13 @@ def train(backend: str, calibration: dict[str, np.ndarray]) -> fhec.TrainingMode
 
 
 def steps(trainer: fhec.TrainingModel, batches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The weights after each step, keyed NAME@STEP (1-based)."""
+    found = {}
     for step in range(STEPS):
         part = slice(step * BATCH, (step + 1) * BATCH)
         trainer.step({"x": batches["x"][part]}, batches["label"][part])
-    return trainer.weights()
+        found.update({f"{name}@{step + 1}": w for name, w in trainer.weights().items()})
+    return found
 
 
 def step_ir(trainer: fhec.TrainingModel) -> str:
