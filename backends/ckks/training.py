@@ -289,6 +289,7 @@ TRAINING_PIPELINE: tuple[str, ...] = (
     "annotate-secrecy",
     "annotate-ranges",
     "replicate-parameters-ckks",
+    "decompose-max-softmax-ckks",
     "approximate-activations",
     "expand-polynomials-ckks",
     "pack-slots-ckks",
@@ -312,6 +313,7 @@ def build_session(plan: StepPlan) -> CkksTrainingSession:
     if not plan.calibration:
         raise FhecError("CKKS training needs calibration data to bound the step's values",
                         hint="pass calibration= (training-like data with 'label')")
+    _check_loss(plan.module)
     module = plan.module.copy()
     if not plan.report_loss:
         _drop_loss(module)
@@ -331,6 +333,21 @@ def build_session(plan: StepPlan) -> CkksTrainingSession:
     server = TrainingServer(compiled, keys, weights)
     pipeline = tuple(p.spelled() for p in passes)
     return CkksTrainingSession(compiled, pipeline, client, server, traffic)
+
+
+def _check_loss(module: Module) -> None:
+    """Softmax cross-entropy needs exp and a reciprocal of encrypted logits over their
+    whole calibrated range: polynomials there err by more than the values (exp's error
+    grows with e**range): refused rather than trained on noise."""
+    graph = module.graph
+    if any(graph.node(v).location.op_type == "CrossEntropyLoss" for v in graph):
+        raise FhecError(
+            "softmax cross-entropy cannot be trained on CKKS: the softmax of encrypted "
+            "logits needs polynomial exp and reciprocal over the logits' whole range, "
+            "too inexact to train on",
+            hint="use loss 'mse' on one-hot labels (or 'bce' for one logit), or train on "
+            "the tfhe or reference backend",
+        )
 
 
 def _drop_loss(module: Module) -> None:

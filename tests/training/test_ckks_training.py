@@ -183,3 +183,33 @@ def test_fhec_train_on_ckks_writes_the_tuned_model(
     tuned = {t.name: numpy_helper.to_array(t)
              for t in onnx.load(str(tmp_path / "tuned.onnx")).graph.initializer}
     assert tuned["fc.weight"].shape == (FEATURES, 1) and np.any(tuned["fc.weight"] != 0)
+
+
+def test_cross_entropy_is_refused_on_ckks(models: Path) -> None:
+    data = {"x": np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32),
+            "label": np.arange(16) % 3}
+    with pytest.raises(FhecError, match="softmax cross-entropy cannot be trained on CKKS"):
+        fhec.compile_training(models / "mlp3.onnx", loss="cross-entropy", lr=0.1,
+                              batch_size=8, backend="ckks", calibration=data)
+
+
+def test_a_head_after_a_frozen_relu_layer_trains_on_ckks(models: Path) -> None:
+    """mlp3's head (5 -> 3) on mse, its frozen first layer and ReLU (a polynomial) run
+    on the encrypted features: one step within the predicted bound of the clear one."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((64, 4)).astype(np.float32)
+    labels = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 64)]
+    data = {"x": x, "label": labels}
+    steps = {}
+    for backend in ("reference", "ckks"):
+        trainer = fhec.compile_training(models / "mlp3.onnx", loss="mse", lr=0.1,
+                                        batch_size=8, backend=backend, calibration=data)
+        trainer.step({"x": x[:8]}, labels[:8])
+        steps[backend] = trainer
+    clear, encrypted = steps["reference"].weights(), steps["ckks"].weights()
+    bounds = steps["ckks"].trainer.session.weight_bounds(1)[0]  # type: ignore[attr-defined]
+    for name in ("fc2.weight", "fc2.bias"):
+        error = float(np.max(np.abs(encrypted[name] - clear[name])))
+        assert error <= bounds[name], (name, error, bounds[name])
+        assert encrypted[name].shape == clear[name].shape
+    assert '#approx{function = "nn.relu"' in steps["ckks"].ir
