@@ -128,7 +128,7 @@ def test_a_conv_weight_cannot_be_trained_encrypted(tmp_path: Path) -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     data = {"x": np.random.default_rng(0).standard_normal((8, 1, 4)).astype(np.float32),
             "label": np.zeros((8, 2), np.float32)}
-    with pytest.raises(CompileError, match="linalg.conv on encrypted trained weights"):
+    with pytest.raises(CompileError, match=r"linalg\.conv on encrypted trained weights"):
         fhec.compile_training(model, loss="mse", lr=0.1, batch_size=4, trainable=["w"],
                               backend="ckks", calibration=data)
 
