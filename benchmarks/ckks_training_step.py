@@ -70,9 +70,10 @@ def exact_steps(x: np.ndarray, y: np.ndarray, steps: int) -> tuple[np.ndarray, f
 
 
 def run_fhec(x: np.ndarray, y: np.ndarray, steps: int, options: dict[str, Any]) -> dict[str, Any]:
+    from train_logreg_breast_cancer import logistic_regression
+
     import fhec
     from fhec.ir.ops.poly import Approximation
-    from train_logreg_breast_cancer import logistic_regression
 
     started = time.perf_counter()
     trainer = fhec.compile_training(
