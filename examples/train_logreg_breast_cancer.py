@@ -3,10 +3,14 @@
 The model is an ONNX Gemm + Sigmoid with zero weights; fhec compiles its training step
 (binary cross-entropy on the logits, SGD) and runs it on the standardized breast-cancer
 features. The numpy loop takes the same batches in the same order in float64, so the
-two runs differ only by fhec's float32 arithmetic. Today the step runs on the reference
-backend (in clear); backend="ckks" / "tfhe" will run it on encrypted data once wired.
+two runs differ only by fhec's float32 arithmetic (and, with --backend ckks or tfhe, by
+the encrypted step's approximations: the sigmoid as a polynomial on CKKS, quantization
+on TFHE). The encrypted backends calibrate the step's ranges on a rehearsal in clear:
+here on the training split itself, for brevity -- in a real deployment the server gets
+public, training-like data for that, never the private batches.
 
     .venv/bin/python examples/train_logreg_breast_cancer.py [--epochs 20] [--lr 0.1]
+        [--backend reference|ckks|tfhe]
 """
 
 from __future__ import annotations
@@ -71,10 +75,13 @@ def accuracy(weight: np.ndarray, bias: np.ndarray, x: np.ndarray, y: np.ndarray)
     return float((((x @ weight + bias) > 0).ravel() == y).mean())
 
 
-def run(epochs: int = 20, lr: float = 0.1, batch_size: int = 32) -> dict[str, float]:
+def run(epochs: int = 20, lr: float = 0.1, batch_size: int = 32,
+        backend: str = "reference") -> dict[str, float]:
     x_train, x_test, y_train, y_test = breast_cancer()
+    calibration = None if backend == "reference" else {"x": x_train, "label": y_train}
     trainer = fhec.compile_training(logistic_regression(), trainable="last", loss="bce",
-                                    lr=lr, batch_size=batch_size)
+                                    lr=lr, batch_size=batch_size, backend=backend,
+                                    calibration=calibration, report_loss=True)
     history = trainer.fit({"x": x_train, "label": y_train}, epochs=epochs, seed=SEED)
     tuned = trainer.weights()
     weight, bias = numpy_sgd(x_train, y_train, epochs=epochs, lr=lr, batch_size=batch_size)
@@ -93,9 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--backend", default="reference", choices=("reference", "ckks", "tfhe"))
     args = parser.parse_args(argv)
-    results = run(args.epochs, args.lr, args.batch_size)
-    print(f"logistic regression from zero (reference backend): {args.epochs} epochs, "
+    results = run(args.epochs, args.lr, args.batch_size, args.backend)
+    print(f"logistic regression from zero ({args.backend} backend): {args.epochs} epochs, "
           f"lr {args.lr}, batch {args.batch_size}")
     for name, value in results.items():
         print(f"  {name:26s} {value:.4g}")

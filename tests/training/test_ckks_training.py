@@ -213,3 +213,13 @@ def test_a_head_after_a_frozen_relu_layer_trains_on_ckks(models: Path) -> None:
         assert error <= bounds[name], (name, error, bounds[name])
         assert encrypted[name].shape == clear[name].shape
     assert '#approx{function = "nn.relu"' in steps["ckks"].ir
+
+
+def test_a_diverging_rate_is_caught_by_the_rehearsal(models: Path) -> None:
+    """Before anything is encrypted: the rehearsal in clear on the calibration data."""
+    rng = np.random.default_rng(2)
+    data = {"x": (rng.standard_normal((64, 4)) * 10).astype(np.float32),
+            "label": rng.standard_normal((64, 3)).astype(np.float32)}
+    with pytest.raises(FhecError, match="training diverged at step"):
+        fhec.compile_training(models / "mlp3.onnx", loss="mse", lr=50.0, batch_size=8,
+                              backend="ckks", calibration=data)
