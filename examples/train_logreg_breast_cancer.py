@@ -81,7 +81,8 @@ def run(epochs: int = 20, lr: float = 0.1, batch_size: int = 32,
     calibration = None if backend == "reference" else {"x": x_train, "label": y_train}
     trainer = fhec.compile_training(logistic_regression(), trainable="last", loss="bce",
                                     lr=lr, batch_size=batch_size, backend=backend,
-                                    calibration=calibration, report_loss=True)
+                                    calibration=calibration, calibration_epochs=epochs,
+                                    report_loss=True)
     history = trainer.fit({"x": x_train, "label": y_train}, epochs=epochs, seed=SEED)
     tuned = trainer.weights()
     weight, bias = numpy_sgd(x_train, y_train, epochs=epochs, lr=lr, batch_size=batch_size)

@@ -19,12 +19,14 @@ backends/ckks/serialization.py, so the traffic counted is the real one.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fhec.backends.ckks.circuit import CalibrationRangeWarning
 from fhec.backends.ckks.error_model import error_bounds
 from fhec.backends.ckks.evaluator import Evaluator
 from fhec.backends.ckks.seal_context import Encryptor, SealContext, SecretKeys
@@ -38,6 +40,7 @@ from fhec.backends.ckks.serialization import (
 from fhec.backends.ckks.tensors import decrypt_tensor, encrypt_tensor
 from fhec.ir.errors import FhecError, InputError
 from fhec.ir.graph import Module
+from fhec.ir.interval import Interval
 from fhec.ir.ops.ckks import CkksState, Replicated
 from fhec.ir.ops.core import InputOp
 from fhec.passes.annotate_states_ckks import ckks_states
@@ -49,6 +52,9 @@ if TYPE_CHECKING:
 
 Arrays = dict[str, np.ndarray]
 LOSS = "loss"
+# Weights past their calibrated range by more than this fraction of its width get a
+# warning at refresh (approximate-activations fits with a margin of 0.2 widths).
+OUTSIDE_SLACK = 0.1
 
 
 @dataclass(slots=True)
@@ -76,6 +82,7 @@ class TrainingClient:
         self._keys = SecretKeys.generate(self.context, module_rotations(module))
         self._encryptor = Encryptor(self.context, self._keys)
         self._scales = _input_scales(module)
+        self._ranges = _input_ranges(module)
 
     def evaluation_keys(self) -> bytes:
         return dump_evaluation_keys(self._keys.evaluation, self.context)
@@ -100,9 +107,14 @@ class TrainingClient:
                 else decrypt_tensor(self._encryptor, tensor)
                 for name, tensor in tensors.items()}
 
-    def refresh(self, data: bytes) -> bytes:
-        """New weights (deep in the modulus chain) back at level 0: decrypt, encrypt."""
-        return self.encrypt_weights(self.decrypt(data))
+    def refresh(self, data: bytes, step: int) -> bytes:
+        """New weights (deep in the modulus chain) back at level 0: decrypt, encrypt. A
+        weight outside the range the step was calibrated on gets a warning: the step's
+        polynomials are fitted on the ranges its values reach with calibrated weights."""
+        weights = self.decrypt(data)
+        for name, array in weights.items():
+            _warn_outside_calibration(name, array, self._ranges.get(name), step)
+        return self.encrypt_weights(weights)
 
     def _replicated(self, name: str, array: np.ndarray) -> CipherTensor:
         if not np.all(np.isfinite(array)):
@@ -197,7 +209,7 @@ class CkksTrainingSession:
         done = time.perf_counter()
         self.seconds["encrypt"] += middle - start
         self.seconds["step"] += done - middle
-        fresh = self.client.refresh(weights)
+        fresh = self.client.refresh(weights, self.steps + 1)
         self.server.receive_weights(fresh)
         self.traffic.refresh += len(weights) + len(fresh)
         self.refreshes += 1
@@ -271,6 +283,32 @@ def _replicated_inputs(module: Module) -> set[str]:
         for v in module.function.inputs
         if graph.node(v).annotation(Replicated) is not None
     }
+
+
+def _input_ranges(module: Module) -> dict[str, Interval]:
+    ranges = {}
+    for value in module.function.inputs:
+        node = module.graph.node(value)
+        known = node.annotation(Interval)
+        if isinstance(node.op, InputOp) and known is not None:
+            ranges[node.op.input_name] = known
+    return ranges
+
+
+def _warn_outside_calibration(name: str, array: np.ndarray, calibrated: Interval | None,
+                              step: int) -> None:
+    """Warn when `array` leaves `calibrated` by more than OUTSIDE_SLACK of its width."""
+    if calibrated is None or array.size == 0:
+        return
+    slack = OUTSIDE_SLACK * max(calibrated.width, 1e-12)
+    low, high = float(np.min(array)), float(np.max(array))
+    if low < calibrated.lo - slack or high > calibrated.hi + slack:
+        warnings.warn(
+            f"after step {step} the weights {name!r} reach [{low:.4g}, {high:.4g}], outside "
+            f"the calibrated [{calibrated.lo:.4g}, {calibrated.hi:.4g}]: the step's polynomial "
+            "approximations may not hold from here (compile with more calibration_epochs, "
+            "or calibration data closer to the training data)",
+            CalibrationRangeWarning, stacklevel=4)
 
 
 def _input_scales(module: Module) -> dict[str, int]:

@@ -223,3 +223,16 @@ def test_a_diverging_rate_is_caught_by_the_rehearsal(models: Path) -> None:
     with pytest.raises(FhecError, match="training diverged at step"):
         fhec.compile_training(models / "mlp3.onnx", loss="mse", lr=50.0, batch_size=8,
                               backend="ckks", calibration=data)
+
+
+def test_weights_leaving_the_calibrated_range_warn(data: tuple[np.ndarray, ...]) -> None:
+    """Calibrated on one batch's first step only (zero weights), then trained: the
+    client sees the weights leave their range at the first refresh."""
+    from fhec.backends.ckks.circuit import CalibrationRangeWarning
+
+    x_train, _, y_train, _ = data
+    trainer = fhec.compile_training(
+        logistic_regression(FEATURES), loss="bce", lr=LR, batch_size=BATCH, backend="ckks",
+        calibration={"x": x_train[:BATCH], "label": y_train[:BATCH]})
+    with pytest.warns(CalibrationRangeWarning, match="after step 1 the weights 'fc.weight'"):
+        trainer.step({"x": x_train[:BATCH]}, y_train[:BATCH])
