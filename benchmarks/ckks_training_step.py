@@ -98,7 +98,7 @@ def run_fhec(x: np.ndarray, y: np.ndarray, steps: int, options: dict[str, Any]) 
         "poly_degree": report["poly_degree"],
         "coeff_bits": report["coeff_modulus_bits"],
         "galois_keys": report["galois_keys"],
-        "refresh_bytes_per_step": report["refresh_bytes_per_step"],
+        "refresh_bytes_per_step": report["refresh_bytes_per_refresh"],
         "sigmoid": (fit.degree, fit.lo, fit.hi, fit.max_error),
         "weights": weights["fc.weight"].reshape(-1), "bias": float(weights["fc.bias"][0]),
     }

@@ -97,6 +97,11 @@ def add_train(commands: Commands) -> None:
         help="passes of the rehearsal over the calibration data (default 1)",
     )
     parser.add_argument(
+        "--steps-per-refresh", type=positive_int, default=1, metavar="K",
+        help="ckks: steps the circuit takes between two refreshes of the encrypted weights "
+        "by the client (deeper parameters for K > 1; train a multiple of K steps)",
+    )
+    parser.add_argument(
         "--option", type=pass_option, action="append", metavar="PASS.OPTION=VALUE",
         help="set an option of a pass of the backend's training pipeline, e.g. "
         "approximate-activations.max_degree=7 (repeat for several)",
@@ -136,6 +141,7 @@ def train_command(args: argparse.Namespace) -> int:
         calibration_epochs=args.calibration_epochs,
         report_loss=args.show_loss,
         options=_options_by_pass(args.option),
+        steps_per_refresh=args.steps_per_refresh,
     )
     on_step = _print_loss if args.show_loss else None
     history = trainer.fit(data, args.epochs, seed=args.seed, progress=None, on_step=on_step)
@@ -153,7 +159,7 @@ def train_command(args: argparse.Namespace) -> int:
 
 def _session_summary(report: Mapping[str, object]) -> str:
     """One line of what encrypted training cost."""
-    parts = [f"{key} {report[key]}" for key in ("refreshes", "levels_per_step", "poly_degree",
+    parts = [f"{key} {report[key]}" for key in ("refreshes", "levels_per_refresh", "poly_degree",
                                                 "galois_keys", "programmable_bootstrap_count")
              if key in report]
     traffic = report.get("traffic_bytes")

@@ -146,6 +146,7 @@ def compile_training(
     output: str | None = None,
     report_loss: bool = False,
     options: Mapping[str, Mapping[str, object]] | None = None,
+    steps_per_refresh: int = 1,
 ) -> TrainingModel:
     """Compile one SGD step of `model` (a path or onnx.ModelProto) for `backend`.
 
@@ -158,7 +159,9 @@ def compile_training(
     passes of a rehearsal in clear (required for an FHE backend: the approximations
     and the quantization hold on these ranges). `report_loss`: an FHE backend computes
     the loss and the client decrypts it every step (the reference backend always
-    does). `options`: per-pass options, as `fhec.compile`'s.
+    does). `options`: per-pass options, as `fhec.compile`'s. `steps_per_refresh` (CKKS):
+    the steps one circuit takes before the client refreshes the weights (parameters deep
+    enough for them; training must then come in multiples of it).
     """
     from fhec.api import _check_batch_size, _check_model
     from fhec.frontend import import_onnx, load_onnx
@@ -168,6 +171,7 @@ def compile_training(
     from fhec.runtime.training import ClearSession, StepPlan
 
     _check_backend(backend)
+    per_refresh = _check_steps_per_refresh(steps_per_refresh, backend)
     loss_kind, rate = Loss(_check_loss(loss)), _check_rate(lr)
     momentum = _check_momentum(momentum)
     batch = _check_batch_size(batch_size)
@@ -195,7 +199,8 @@ def compile_training(
                                        dict(trainer.session.weights()))
     else:
         plan = StepPlan(step_module, dict(initial), _velocities(initial, differentiate),
-                        samples or [], batch, bool(report_loss), dict(options or {}))
+                        samples or [], batch, bool(report_loss), dict(options or {}),
+                        per_refresh)
         trainer.session = _build_session(backend, plan)
     pipeline = tuple(p.spelled() for p in front) + trainer.session.pipeline
     return TrainingModel(backend, pipeline, tuple(names), str(loss_kind), rate,
@@ -270,6 +275,15 @@ def _check_backend(backend: object) -> None:
     if backend not in TRAINING_BACKENDS:
         raise FhecError(f"unknown training backend {backend!r}",
                         hint=f"choose one of: {', '.join(TRAINING_BACKENDS)}")
+
+
+def _check_steps_per_refresh(steps: object, backend: str) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or not 1 <= steps <= 64:
+        raise FhecError(f"steps_per_refresh must be an integer in 1..64, got {steps!r}")
+    if steps != 1 and backend != "ckks":
+        raise FhecError(f"steps_per_refresh applies to the ckks backend, not {backend}",
+                        hint="leave it at 1")
+    return int(steps)
 
 
 def _check_loss(loss: object) -> str:

@@ -26,6 +26,7 @@ from fhec.passes import (  # noqa: F401
     select_params_ckks,
     select_rotation_keys_ckks,
     split_epilogue_ckks,
+    unroll_steps,
     validate_levels_ckks,
     validate_scales_ckks,
 )

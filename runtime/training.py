@@ -190,6 +190,9 @@ class StepPlan:
     batch_size: int
     report_loss: bool  # compute the loss each step and have the client decrypt it
     options: Mapping[str, Mapping[str, object]]  # per-pass options, as fhec.compile's
+    # CKKS: steps one circuit takes between two refreshes of the weights (deeper
+    # parameters for k > 1); the session runs them when k batches have come.
+    steps_per_refresh: int = 1
 
 
 @dataclass(slots=True)
@@ -253,6 +256,7 @@ class Trainer:
         encoded = encode_labels(self.labels, labels, samples)
         rng = np.random.default_rng(seed) if shuffle else None
         plan = [epoch_batches(samples, self.batch_size, rng) for _ in range(epochs)]
+        _check_whole_runs(self.session, self.steps_done, sum(len(p) for p in plan))
         history = History(epochs=epochs, left_out_per_epoch=samples % self.batch_size)
         for batch in _progress(plan, progress):
             loss = self._step({k: v[batch] for k, v in checked.items()}, encoded[batch])
@@ -275,6 +279,19 @@ class Trainer:
                             hint=self.monitor.hint)
         self.steps_done = step
         return loss
+
+
+def _check_whole_runs(session: StepSession, done: int, planned: int) -> None:
+    """A session that runs k steps at once (CKKS, k steps per refresh) must end on a
+    whole run, or the last steps would never be applied."""
+    per_run = getattr(session, "steps_per_run", 1)
+    if (done + planned) % per_run:
+        raise FhecError(
+            f"the step circuit runs {per_run} steps at once, and {done} + {planned} steps "
+            "do not end on a whole run",
+            hint=f"train a multiple of {per_run} steps (epochs x batches per epoch), or "
+            "compile with steps_per_refresh=1",
+        )
 
 
 def _progress(plan: list[list[np.ndarray]], progress: bool | None) -> Iterator[np.ndarray]:

@@ -45,6 +45,7 @@ from fhec.ir.ops.ckks import CkksState, Replicated
 from fhec.ir.ops.core import InputOp
 from fhec.passes.annotate_states_ckks import ckks_states
 from fhec.passes.select_rotation_keys_ckks import module_rotations
+from fhec.passes.unroll_steps import step_name
 from fhec.passes.validate_levels_ckks import module_params
 
 if TYPE_CHECKING:
@@ -148,13 +149,13 @@ class TrainingServer:
         started = time.perf_counter()
         outputs = Evaluator(self.module, self.context, self.keys).run({**inputs, **self.weights})
         self.evaluation_seconds += time.perf_counter() - started
-        new = {n: v for n, v in outputs.items() if n != LOSS}
         assert all(isinstance(v, CipherTensor) for v in outputs.values())
+        new = {n: v for n, v in outputs.items() if n in self.weight_names}
+        losses = {n: v for n, v in outputs.items() if n not in self.weight_names}
         weights = dump_ciphertexts(new, self.context, self.keys.key_id)  # type: ignore[arg-type]
         loss = None
-        if LOSS in outputs:
-            loss = dump_ciphertexts({LOSS: outputs[LOSS]}, self.context,  # type: ignore[dict-item]
-                                    self.keys.key_id)
+        if losses:
+            loss = dump_ciphertexts(losses, self.context, self.keys.key_id)  # type: ignore[arg-type]
         return weights, loss
 
     def receive_weights(self, weights: bytes) -> None:
@@ -197,12 +198,29 @@ class CkksTrainingSession:
     traffic: Traffic
     steps: int = 0
     refreshes: int = 0
+    steps_per_run: int = 1  # steps between refreshes: batches wait until they are all here
     seconds: dict[str, float] = field(default_factory=lambda: {
         "encrypt": 0.0, "step": 0.0, "refresh": 0.0, "decrypt": 0.0})
+    pending: list[Arrays] = field(default_factory=list)
 
     def run(self, features: Arrays, labels: np.ndarray) -> float | None:
+        """One step; with k steps per refresh, the k-th of a run computes all k (the
+        others return None) and returns the last one's loss."""
+        self.pending.append({**features, LOSS_LABEL: labels})
+        if len(self.pending) < self.steps_per_run:
+            return None
+        if self.steps_per_run == 1:
+            arrays = self.pending[0]
+        else:
+            arrays = {step_name(name, step): array
+                      for step, batch in enumerate(self.pending, start=1)
+                      for name, array in batch.items()}
+        self.pending = []
+        return self._run(arrays)
+
+    def _run(self, arrays: Arrays) -> float | None:
         start = time.perf_counter()
-        batch = self.client.encrypt_batch({**features, LOSS_LABEL: labels})
+        batch = self.client.encrypt_batch(arrays)
         self.traffic.batches += len(batch)
         middle = time.perf_counter()
         weights, loss = self.server.step(batch)
@@ -214,11 +232,13 @@ class CkksTrainingSession:
         self.traffic.refresh += len(weights) + len(fresh)
         self.refreshes += 1
         self.seconds["refresh"] += time.perf_counter() - done
-        self.steps += 1
+        self.steps += self.steps_per_run
         if loss is None:
             return None
         self.traffic.loss += len(loss)
-        return float(np.asarray(self.client.decrypt(loss)[LOSS]).reshape(-1)[0])
+        losses = self.client.decrypt(loss)
+        last = LOSS if self.steps_per_run == 1 else step_name(LOSS, self.steps_per_run)
+        return float(np.asarray(losses[last]).reshape(-1)[0])
 
     def load_weights(self, weights: Mapping[str, np.ndarray]) -> None:
         """Continue from `weights` (every trained input, in clear): the client encrypts
@@ -228,6 +248,11 @@ class CkksTrainingSession:
         self.traffic.refresh += len(fresh)
 
     def weights(self) -> Arrays:
+        if self.pending:
+            raise FhecError(
+                f"{len(self.pending)} step(s) wait for the rest of a run of "
+                f"{self.steps_per_run} steps: the weights are not up to date",
+                hint=f"train a multiple of {self.steps_per_run} steps before reading them")
         start = time.perf_counter()
         arrays = self.client.decrypt(self.server.current_weights())
         self.seconds["decrypt"] += time.perf_counter() - start
@@ -236,18 +261,20 @@ class CkksTrainingSession:
     def report(self) -> dict[str, object]:
         params = self.client.context.params
         states = ckks_states(self.module.graph, "ckks")
+        levels = max((s.level for s in states.values()), default=0)
         return {
             "scheme": "CKKS (SEAL)",
             "steps": self.steps,
             "refreshes": self.refreshes,
-            "steps_per_refresh": 1,
-            "levels_per_step": max((s.level for s in states.values()), default=0),
+            "steps_per_refresh": self.steps_per_run,
+            "levels_per_refresh": levels,
+            "levels_per_step": levels / self.steps_per_run,
             "poly_degree": params.poly_degree,
             "coeff_modulus_bits": list(params.coeff_bits),
             "security_bits": params.security,
             "galois_keys": len(module_rotations(self.module)),
             "traffic_bytes": self.traffic.as_dict(),
-            "refresh_bytes_per_step": self.traffic.refresh // max(self.refreshes, 1),
+            "refresh_bytes_per_refresh": self.traffic.refresh // max(self.refreshes, 1),
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "evaluation_seconds": round(self.server.evaluation_seconds, 3),
         }
@@ -259,7 +286,8 @@ class CkksTrainingSession:
         carried: dict[str, float] = {}
         for _ in range(steps):
             bounds = error_bounds(self.module, self.client.context, carried)
-            carried = {name: bound for name, bound in bounds.items() if name != LOSS}
+            carried = {name: bound for name, bound in bounds.items()
+                       if name in self.server.weight_names}
             found.append(dict(carried))
         return found
 
@@ -356,12 +384,15 @@ def build_session(plan: StepPlan) -> CkksTrainingSession:
     if not plan.report_loss:
         _drop_loss(module)
     held = [*plan.weights, *plan.velocities]
+    calibration = list(plan.calibration)
+    if plan.steps_per_refresh > 1:
+        module, calibration = _unrolled(module, calibration, plan.steps_per_refresh, held)
     passes = [
         ReplicateParametersCkks(",".join(held)) if p.name == ReplicateParametersCkks.name else p
         for p in parse_pipeline(",".join(with_options(TRAINING_PIPELINE, plan.options)))
     ]
     context = PassContext()
-    context.calibration = list(plan.calibration)
+    context.calibration = calibration
     compiled = run_pipeline(module, passes, context)
     client = TrainingClient(compiled)
     traffic = Traffic()
@@ -370,7 +401,25 @@ def build_session(plan: StepPlan) -> CkksTrainingSession:
     traffic.keys, traffic.refresh = len(keys), len(weights)
     server = TrainingServer(compiled, keys, weights)
     pipeline = tuple(p.spelled() for p in passes)
-    return CkksTrainingSession(compiled, pipeline, client, server, traffic)
+    return CkksTrainingSession(compiled, pipeline, client, server, traffic,
+                               steps_per_run=plan.steps_per_refresh)
+
+
+def _unrolled(module: Module, calibration: list[Arrays], steps: int, held: list[str]
+              ) -> tuple[Module, list[Arrays]]:
+    """`steps` steps as one function, and its calibration from consecutive rehearsal
+    steps."""
+    from fhec.passes import PassContext
+    from fhec.passes.unroll_steps import UnrollSteps, unrolled_samples
+
+    samples = [dict(s) for s in unrolled_samples(calibration, steps, held)]
+    if not samples:
+        raise FhecError(f"the calibration rehearsal ran {len(calibration)} steps, fewer than "
+                        f"the {steps} steps per refresh",
+                        hint="give more calibration data or calibration_epochs")
+    unrolled = module.copy()
+    UnrollSteps(steps, ",".join(held)).run(unrolled, PassContext())
+    return unrolled, samples
 
 
 def _check_loss(module: Module) -> None:

@@ -84,9 +84,10 @@ def test_the_report_counts_refreshes_and_traffic(steps: dict[str, object]) -> No
     traffic = report["traffic_bytes"]
     assert isinstance(traffic, dict)
     # Each refresh moves the 5 weights twice, each a ciphertext of >= 2 polynomials.
-    assert report["refresh_bytes_per_step"] > 2 * 5 * 2 * int(report["poly_degree"])
+    assert report["refresh_bytes_per_refresh"] > 2 * 5 * 2 * int(report["poly_degree"])
     assert traffic["loss"] > 0 and traffic["batches"] > 0
-    assert 1 <= int(report["levels_per_step"]) < len(report["coeff_modulus_bits"]) - 1
+    assert 1 <= int(report["levels_per_refresh"]) < len(report["coeff_modulus_bits"]) - 1
+    assert report["levels_per_step"] == report["levels_per_refresh"]  # one step per refresh
 
 
 def test_the_server_holds_no_secret_key(steps: dict[str, object]) -> None:
@@ -236,3 +237,33 @@ def test_weights_leaving_the_calibrated_range_warn(data: tuple[np.ndarray, ...])
         calibration={"x": x_train[:BATCH], "label": y_train[:BATCH]})
     with pytest.warns(CalibrationRangeWarning, match="after step 1 the weights 'fc.weight'"):
         trainer.step({"x": x_train[:BATCH]}, y_train[:BATCH])
+
+
+def test_steps_per_refresh_applies_to_ckks_only(data: tuple[np.ndarray, ...]) -> None:
+    with pytest.raises(FhecError, match="steps_per_refresh applies to the ckks backend"):
+        _trainer(data, "reference", steps_per_refresh=2)
+    with pytest.raises(FhecError, match=r"steps_per_refresh must be an integer in 1\.\.64"):
+        _trainer(data, "ckks", steps_per_refresh=0)
+
+
+@pytest.mark.slow
+def test_two_steps_per_refresh(data: tuple[np.ndarray, ...]) -> None:
+    """Parameters deep enough for two steps: one refresh per two steps, the same weights
+    as two single steps within the bound; an odd number of steps is refused up front."""
+    x_train, _, y_train, _ = data
+    trainer = _trainer(data, "ckks", steps_per_refresh=2,
+                       options={"approximate-activations": {"max_degree": 3}})
+    clear = _trainer(data, "reference")
+    with pytest.raises(FhecError, match="runs 2 steps at once"):
+        trainer.fit({"x": x_train[: 3 * BATCH], "label": y_train[: 3 * BATCH]}, shuffle=False)
+    for step in range(2):
+        batch = slice(step * BATCH, (step + 1) * BATCH)
+        trainer.step({"x": x_train[batch]}, y_train[batch])
+        clear.step({"x": x_train[batch]}, y_train[batch])
+    report = trainer.report()
+    assert report["refreshes"] == 1 and report["steps"] == 2
+    assert report["levels_per_refresh"] > report["levels_per_step"]
+    bounds = trainer.trainer.session.weight_bounds(1)[0]  # type: ignore[attr-defined]
+    found, expected = trainer.weights(), clear.weights()
+    for name in ("fc.weight", "fc.bias"):
+        assert float(np.max(np.abs(found[name] - expected[name]))) <= bounds[name]
