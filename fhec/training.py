@@ -193,7 +193,7 @@ def compile_training(
     samples = _calibrate(trainer, backend, calibration, calibration_epochs)
     if backend == "reference":
         backend_names = pipeline_for(backend)
-        context.calibration = samples
+        context.calibration = samples or ()
         compiled = run_pipeline(step_module, parse_pipeline(",".join(backend_names)), context)
         trainer.session = ClearSession(compiled, backend_names, _interpreted(compiled),
                                        dict(trainer.session.weights()))
