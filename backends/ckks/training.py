@@ -139,13 +139,12 @@ class TrainingServer:
         self.keys = load_evaluation_keys(evaluation_keys, self.context)
         self.weight_names = _replicated_inputs(module)
         self.output_names = [name for name, _ in module.function.outputs]
-        self.weights = self._checked(weights, self.weight_names, replicated=True)
+        self.weights = self._checked(weights, self.weight_names)
         self.evaluation_seconds = 0.0  # the step's ciphertext arithmetic, bytes apart
 
     def step(self, batch: bytes) -> tuple[bytes, bytes | None]:
         """Run one step: (the new weights, the encrypted loss or None) as bytes."""
-        inputs = self._checked(batch, set(_input_names(self.module)) - self.weight_names,
-                               replicated=False)
+        inputs = self._checked(batch, set(_input_names(self.module)) - self.weight_names)
         started = time.perf_counter()
         outputs = Evaluator(self.module, self.context, self.keys).run({**inputs, **self.weights})
         self.evaluation_seconds += time.perf_counter() - started
@@ -159,13 +158,14 @@ class TrainingServer:
         return weights, loss
 
     def receive_weights(self, weights: bytes) -> None:
-        self.weights = self._checked(weights, self.weight_names, replicated=True)
+        self.weights = self._checked(weights, self.weight_names)
 
     def current_weights(self) -> bytes:
         return dump_ciphertexts(self.weights, self.context, self.keys.key_id)
 
-    def _checked(self, data: bytes, names: set[str], *, replicated: bool
-                 ) -> dict[str, CipherTensor]:
+    def _checked(self, data: bytes, names: set[str]) -> dict[str, CipherTensor]:
+        """The tensors in `data`: exactly `names`, each with the shape, scale, level and
+        sample count the step expects (weights: one replicated sample)."""
         tensors, _ = load_ciphertexts(data, self.context, self.keys.key_id)
         if set(tensors) != names:
             raise InputError(f"expected encrypted {sorted(names)}, got {sorted(tensors)}")

@@ -267,3 +267,24 @@ def test_two_steps_per_refresh(data: tuple[np.ndarray, ...]) -> None:
     found, expected = trainer.weights(), clear.weights()
     for name in ("fc.weight", "fc.bias"):
         assert float(np.max(np.abs(found[name] - expected[name]))) <= bounds[name]
+
+
+def test_the_server_refuses_foreign_or_misshapen_data(steps: dict[str, object]) -> None:
+    from fhec.backends.ckks.training import TrainingClient
+    from fhec.ir.errors import ArtifactError, InputError
+
+    session = steps["trainer"].trainer.session  # type: ignore[attr-defined]
+    server, client = session.server, session.client
+    stranger = TrainingClient(session.module)  # same parameters, another key set
+    zeros = {"fc.weight": np.zeros((FEATURES, 1)), "fc.bias": np.zeros(1)}
+    with pytest.raises(ArtifactError, match="belong to another key set"):
+        server.receive_weights(stranger.encrypt_weights(zeros))
+    with pytest.raises(InputError, match=r"expected encrypted \['fc.bias', 'fc.weight'\]"):
+        server.receive_weights(client.encrypt_weights({"fc.weight": zeros["fc.weight"]}))
+    wide = {"fc.weight": np.zeros((FEATURES + 1, 1)), "fc.bias": np.zeros(1)}
+    with pytest.raises(InputError, match="encrypted 'fc.weight' is"):
+        server.receive_weights(client.encrypt_weights(wide))
+    with pytest.raises(ArtifactError, match="corrupted"):
+        data = bytearray(client.encrypt_weights(zeros))
+        data[-10] ^= 0xFF
+        server.receive_weights(bytes(data))
