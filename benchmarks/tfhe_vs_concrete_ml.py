@@ -75,11 +75,14 @@ def golden(case: str) -> tuple[dict[str, Any], Any, dict[str, Any]]:
 
 
 # -- fhec ------------------------------------------------------------------------------
-# fhec's configurations: its defaults (6-bit quantization, lookups read 6 bits), and
-# lookups that read 5 bits of each accumulator (concrete's cost grows steeply with the
-# width a bootstrap reads; accuracy in clear stays within a point on the MLP).
+# fhec's configurations: its defaults (6-bit quantization, lookups read 6 bits); 8-bit
+# encrypted inputs (wider first-layer accumulators, which concrete's cost hardly sees:
+# lookups still read 6 bits); lookups that read 7 or 5 bits of each accumulator
+# (concrete's cost grows steeply with the width a bootstrap reads).
 FHEC_CONFIGS: dict[str, dict[str, dict[str, object]]] = {
     f"fhec (tfhe, {BITS} bits)": {},
+    f"fhec (tfhe, {BITS} bits, 8-bit inputs)": {"quantize-tfhe": {"input_bits": 8}},
+    f"fhec (tfhe, {BITS} bits, 7-bit lookups)": {"round-accumulators": {"bits": 7}},
     f"fhec (tfhe, {BITS} bits, 5-bit lookups)": {"round-accumulators": {"bits": 5}},
 }
 
@@ -114,6 +117,7 @@ def fhec_row(case: str, samples: int, compiler: str) -> Row:
         "execute_agrees": int(np.sum(predicted(executed) == predicted(simulated)[:samples])),
         "lookups": report["programmable_bootstraps"],
         "max_bit_width": report["max_bit_width"],
+        "complexity": model.circuit.statistics.get("complexity"),
         "compile_s": compile_seconds,
         "keygen_s": keygen_seconds,
         "latency_s": execute_seconds / samples,
@@ -214,6 +218,7 @@ def cml_mlp_row(samples: int, rounding: int | None) -> Row:
         ),
         "lookups": circuit.statistics["programmable_bootstrap_count"],
         "max_bit_width": int(circuit.graph.maximum_integer_bit_width()),
+        "complexity": circuit.statistics.get("complexity"),
         "compile_s": compile_seconds,
         "keygen_s": keygen_seconds,
         "latency_s": execute_seconds / samples,
@@ -250,6 +255,7 @@ def cml_logreg_row(samples: int) -> Row:
         "execute_agrees": int(np.sum(np.array(executed) == simulated[:samples])),
         "lookups": circuit.statistics["programmable_bootstrap_count"],
         "max_bit_width": int(circuit.graph.maximum_integer_bit_width()),
+        "complexity": circuit.statistics.get("complexity"),
         "compile_s": compile_seconds,
         "keygen_s": keygen_seconds,
         "latency_s": execute_seconds / samples,
@@ -299,19 +305,26 @@ def run_concrete_ml(samples: int, rounding: bool, unrounded: bool) -> list[Row]:
 def table(rows: list[Row]) -> str:
     header = (
         "| model | compiler | accuracy (simulate) | accuracy (clear) | PBS | max width "
-        "| keygen s | latency s/sample | latency fhec / Concrete ML |"
+        "| complexity | keygen s | latency s/sample | latency fhec / Concrete ML |"
     )
-    lines = [header, "|" + " --- |" * 9]
+    lines = [header, "|" + " --- |" * 10]
     for row in rows:
         ratio = row.get("ratio")
         clear = row.get("clear_accuracy")
         lines.append(
             f"| {row['model']} | {row['compiler']} | {row['accuracy']:.4f} "
             f"| {'' if clear is None else f'{clear:.4f}'} | {row['lookups']} "
-            f"| {row['max_bit_width']} | {row['keygen_s']:.2f} | {row['latency_s']:.3f} "
+            f"| {row['max_bit_width']} | {_complexity(row)} | {row['keygen_s']:.2f} "
+            f"| {row['latency_s']:.3f} "
             f"| {'' if ratio is None else f'{ratio:.3f}'} |"
         )
     return "\n".join(lines)
+
+
+def _complexity(row: Row) -> str:
+    """Concrete's cost-model estimate of one run (load-independent, unlike latency)."""
+    value = row.get("complexity")
+    return "" if value is None else f"{value:.3g}"
 
 
 def add_ratios(rows: list[Row]) -> None:

@@ -9,9 +9,11 @@ requantized activation of n bits seldom needs more than n + 1 bits of its
 accumulator. The lookup's table is unchanged: it is a function of every integer,
 and now reads rounded ones. `approximate` lets concrete fold the rounding into the
 lookup (one bootstrap, off by one step at times) instead of one bootstrap per
-removed bit. `bits = 0` rounds nothing. A max pool's lookups (relu of the
-difference of two quantized activations, one bit wider than them) are never rounded:
-their inputs are not accumulators, and rounding them would change the maximum.
+removed bit. `bits = 0` rounds nothing. Lookups of a difference are never rounded: a
+max pool's or a softmax's relu of two quantized activations' difference (one bit
+wider than them), a softmax's exp(x - max) and exp(x - max - log sum) (see
+passes/tfhe_softmax.py): their inputs are not accumulators, and rounding them would
+change the maximum or cost the softmax its precision.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ class RoundAccumulators(Pass):
         for lookup in lookups:
             source = graph.operands(lookup)[0]
             if isinstance(graph.node(source).op, SubOp):
-                continue  # a max pool's difference of two activations: exact, narrow
+                continue  # a difference (max pool, softmax): exact, narrow
             lsbs = lsbs_to_remove(ranges[source], self.bits)
             if lsbs == 0:
                 continue

@@ -96,7 +96,7 @@ def server_function(module: Module, codec: Codec) -> tuple[Callable[..., Any], l
             for value, name in zip(split.encrypted_inputs, names, strict=True)
         }
         for value in split.server:
-            values[value] = _emit_op(graph, value, values)
+            values[value] = _hinted(graph, value, _emit_op(graph, value, values))
         results = tuple(values[value] for value in split.encrypted_outputs)
         return results if len(results) > 1 else results[0]
 
@@ -146,6 +146,18 @@ def _emit_op(graph: Graph, value: ValueId, values: dict[ValueId, Any]) -> Any:
     if isinstance(op, LookupOp):
         return fhe.univariate(_table(op))(operands[0])
     raise InternalCompilerError(f"{op.name} has no concrete emission", "tfhe")
+
+
+def _hinted(graph: Graph, value: ValueId, traced: Any) -> Any:
+    """The traced value at its `#bits` width: the one concrete infers from the inputset,
+    except where a lowering recorded wider bounds by construction (a softmax's sums,
+    which calibration may not reach: concrete would overflow on them)."""
+    from concrete import fhe
+
+    width = graph.node(value).annotation(BitWidth)
+    if width is None or isinstance(graph.node(value).op, RoundOp):  # rounding hints its own
+        return traced
+    return fhe.hint(traced, bit_width=width.width)
 
 
 def _width(graph: Graph, value: ValueId) -> int:
