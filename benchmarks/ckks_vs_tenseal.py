@@ -1,9 +1,11 @@
 """fhec's CKKS backend against the same models written by hand with TenSEAL, in one run.
 
     .venv/bin/python benchmarks/ckks_vs_tenseal.py [--tenseal-samples N] [--relu-degree 3]
-        [--encrypted-sigmoid] [--json out.json]
+        [--encrypted-sigmoid] [--layouts batch,single] [--single-samples 20] [--json out.json]
 
 (RESULTS.md: `--tenseal-samples 60`; TenSEAL's MLP takes seconds per sample.)
+    .venv/bin/python benchmarks/ckks_vs_tenseal.py --layouts single --single-samples 20
+(the single-sample layout's rows against TenSEAL, without the batch layout's.)
 
 Models: the golden logistic regression on breast cancer and the golden MLP 64-32-16-10
 on digits (tests/golden: model.onnx, inputs.npz, calibration.npz). fhec compiles each
@@ -51,6 +53,16 @@ SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_T
 FHEC_CONFIGS: dict[str, dict[str, dict[str, object]]] = {
     "fhec (waterline)": {},
     "fhec (always-rescale)": {"insert-rescale-ckks": {"policy": "always"}},
+}
+# The single-sample layout (pack-slots-ckks{layout=single}: one ciphertext per sample,
+# Halevi-Shoup diagonal mat-vecs), compiled for batch_size=1: its "batched" column is
+# --single-samples runs of one sample each, per sample (the diagonals encoded once).
+FHEC_SINGLE_CONFIGS: dict[str, dict[str, dict[str, object]]] = {
+    "fhec single (waterline)": {"pack-slots-ckks": {"layout": "single"}},
+    "fhec single (ReLU degree <= 7)": {
+        "pack-slots-ckks": {"layout": "single"},
+        "approximate-activations": {"max_degree": 7},
+    },
 }
 # The logistic-regression tutorial's sigmoid approximation on [-5, 5] (degree 3).
 TUTORIAL_SIGMOID = (0.5, 0.197, 0.0, -0.004)
@@ -138,6 +150,56 @@ def fhec_row(case: str, compiler: str) -> Row:
         "max_error": float(np.max(np.abs(scores - expected))),
         "bound": float(bound[score_output(case)]),
         "accuracy": float(np.mean(scores.argmax(axis=-1) == labels)),
+    }
+
+
+def fhec_single_row(case: str, compiler: str, samples: int) -> Row:
+    import numpy as np
+
+    import fhec
+
+    inputs, labels, calibration = golden(case)
+    count = min(samples, len(labels))
+    inputs = {key: value[:count] for key, value in inputs.items()}
+    expected = plaintext(case, inputs)
+    model, compile_s = timed(
+        lambda: fhec.compile(
+            GOLDEN / case / "model.onnx",
+            backend="ckks",
+            calibration=calibration,
+            batch_size=1,
+            options=FHEC_SINGLE_CONFIGS[compiler],
+        )
+    )
+    assert model.circuit is not None
+    _, keygen_s = timed(model.circuit.keys)
+    one = {key: value[:1] for key, value in inputs.items()}
+    _, single_s = timed(lambda: model.run(one))  # cold: the diagonals are encoded here
+    outputs, batch_s = timed(lambda: model.run(inputs))  # one run per sample
+    scores = outputs[score_output(case)]
+    report = model.report
+    keys = report["key_bytes"]
+    bound = report["error_bound"]
+    assert isinstance(keys, dict) and isinstance(bound, dict)
+    assert report["layout"] == "single"
+    return {
+        "model": case,
+        "compiler": compiler,
+        "n": report["poly_degree"],
+        "coeff_bits": report["coeff_modulus_bits"],
+        "levels_used": report["levels_used"],
+        "key_bytes": keys["public"] + keys["relinearization"],
+        "galois_bytes": keys["galois"],
+        "galois_keys": report["galois_keys"],
+        "key_note": "uncompressed",
+        "compile_s": compile_s,
+        "keygen_s": keygen_s,
+        "single_s": single_s,
+        "batch_s_per_sample": batch_s / count,
+        "samples": count,
+        "max_error": float(np.max(np.abs(scores - expected))),
+        "bound": float(bound[score_output(case)]),
+        "accuracy": float(np.mean(scores.argmax(axis=-1) == labels[:count])),
     }
 
 
@@ -439,6 +501,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also TenSEAL's logistic regression with the tutorial's sigmoid",
     )
+    parser.add_argument(
+        "--layouts",
+        default="batch,single",
+        help="fhec's layouts to run: batch, single or both (comma-separated)",
+    )
+    parser.add_argument(
+        "--single-samples", type=int, default=20, help="samples of the single-layout rows"
+    )
     parser.add_argument("--json", type=Path, help="write the rows here too")
     parser.add_argument("--tenseal-part", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -449,7 +519,18 @@ def main(argv: list[str] | None = None) -> int:
         tenseal_part(npz, out, args.tenseal_samples, args.encrypted_sigmoid)
         return 0
     theirs, clear = run_tenseal(args.tenseal_samples, args.relu_degree, args.encrypted_sigmoid)
-    ours = [fhec_row(case, compiler) for case in CASES for compiler in FHEC_CONFIGS]
+    layouts = set(args.layouts.split(","))
+    ours = [
+        fhec_row(case, compiler)
+        for case in CASES
+        for compiler in FHEC_CONFIGS
+        if "batch" in layouts
+    ] + [
+        fhec_single_row(case, compiler, args.single_samples)
+        for case in CASES
+        for compiler in FHEC_SINGLE_CONFIGS
+        if "single" in layouts
+    ]
     rows = sorted(ours + theirs, key=lambda r: (CASES.index(r["model"]), r["compiler"]))
     add_ratios(rows)
     print(f"{machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")

@@ -2,7 +2,7 @@
 
 Applies to: modules after `insert-rescale-ckks`. Requires: nothing more.
 Establishes: every operand of a `ckks.mul`, `ckks.rescale`, `ckks.mod_switch` or
-`ckks.slot_sum` (rotations) has 2 polynomials. A
+`ckks.slot_sum` or `ckks.matvec_diagonal` (rotations) has 2 polynomials. A
 3-polynomial value (a product, or a sum of products) is relinearized on its way
 into a product or a rescale, and nowhere else: products summed before their rescale
 are relinearized once, and outputs are decrypted as they are (decryption takes any
@@ -19,6 +19,7 @@ from fhec.ir.graph import Module, ValueId
 from fhec.ir.op import Op
 from fhec.ir.ops.ckks import (
     CkksState,
+    MatVecDiagonalOp,
     ModSwitchOp,
     MulOp,
     RelinearizeOp,
@@ -27,6 +28,9 @@ from fhec.ir.ops.ckks import (
 )
 from fhec.passes.annotate_states_ckks import annotate_states, insert_before, node_state
 from fhec.passes.base import Pass, PassContext, PassKind, register_pass
+
+# Rotations (slot sums, diagonal mat-vecs) key-switch: their operands need 2 polynomials.
+ROTATING_OR_PRODUCT = (MulOp, RescaleOp, ModSwitchOp, SlotSumOp, MatVecDiagonalOp)
 
 
 @register_pass
@@ -41,7 +45,7 @@ class InsertRelinearizeCkks(Pass):
         states: dict[ValueId, CkksState] = {}
         cache: dict[tuple[ValueId, Op], ValueId] = {}
         for value in graph.topological_order():
-            if isinstance(graph.node(value).op, MulOp | RescaleOp | ModSwitchOp | SlotSumOp):
+            if isinstance(graph.node(value).op, ROTATING_OR_PRODUCT):
                 for index, operand in enumerate(graph.operands(value)):
                     if states[operand].size > 2:
                         relinearized = insert_before(function, value, index, RelinearizeOp(), cache)

@@ -2,7 +2,10 @@
 
 Applies to: modules whose secret values are polynomial in the inputs (after
 `approximate-activations` and `expand-polynomials-ckks`). Requires: `annotate-secrecy`.
-Establishes, for `layout=batch` (the one layout so far): every secret value keeps the
+`layout=single` packs one sample per ciphertext (passes/pack_single_ckks.py, whose
+docstring says what it establishes); `layout=auto` picks it by that module's cost model
+(one sample and every secret op with a single-layout form), batch otherwise.
+Establishes, for `layout=batch` (the default): every secret value keeps the
 batch axis as axis 0 (one sample per slot: each element of a sample is one
 ciphertext), or has 1 there (replicated: one number in every slot, as trained weights
 are after `replicate-parameters-ckks`), and is computed by a ckks op or a layout op
@@ -39,7 +42,7 @@ from fhec.passes.approximate_activations import APPROXIMATED
 from fhec.passes.base import Pass, PassContext, PassKind, register_pass
 from fhec.passes.rewrite import add_constant, erase_if_dead
 
-LAYOUTS = ("batch",)
+LAYOUTS = ("batch", "single", "auto")
 
 
 @register_pass
@@ -67,6 +70,15 @@ class PackSlotsCkks(Pass):
 
     def run(self, module: Module, context: PassContext) -> None:
         function = module.function
+        if self.layout != "batch":  # the single-sample layout: passes/pack_single_ckks.py
+            from fhec.passes.pack_single_ckks import choose_layout, pack_single
+
+            layout = choose_layout(function) if self.layout == "auto" else self.layout
+            context.notes[self.name] = f"layout {layout}"
+            if layout == "single":
+                pack_single(module, self.name, self.scale_bits,
+                            self.plain_scale_bits or self.scale_bits)
+                return
         lowering = _Lowering(function, self.plain_scale_bits or self.scale_bits)
         for value in function.graph.topological_order():
             node = function.graph.node(value)

@@ -35,6 +35,7 @@ from fhec.ir.ops import ckks
 from fhec.ir.ops.core import ConstantOp, InputOp
 from fhec.passes.annotate_states_ckks import ckks_states
 from fhec.passes.base import Pass, PassContext, PassKind, register_pass
+from fhec.passes.pack_single_ckks import single_layout_slots
 
 DEGREES = (1024, 2048, 4096, 8192, 16384, 32768, 65536)
 MIN_Q0_BITS = 20
@@ -72,6 +73,7 @@ class SelectParamsCkks(Pass):
         depth = max(s.level for s in states.values())
         width = _rescale_bits(graph, states[secret_inputs[0]].scale_bits, self.name)
         batch = graph.node(secret_inputs[0]).type.shape[0]
+        batch = max(batch, single_layout_slots(graph, secret_inputs))  # pack_single_ckks
         smaller = self._smaller_scale(graph, states, depth, width, batch)
         if smaller is not None:
             states = _relabel_scales(graph, states, width, smaller)

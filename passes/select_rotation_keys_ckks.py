@@ -1,7 +1,8 @@
 """select-rotation-keys-ckks: the Galois keys the circuit needs, and no others.
 
 Applies to: modules after `select-params-ckks` (the slot count fixes the rotations of a
-rotate-and-sum). Requires: every `func.input` carries #ckks_params. Establishes: when
+rotate-and-sum; a diagonal mat-vec's follow from its period). Requires: every
+`func.input` carries #ckks_params. Establishes: when
 some op rotates slots, every `func.input` carries #ckks_rotations{steps}, the sorted
 distinct rotation steps of all of them (one Galois key each: the client generates
 exactly these, and the report gives their count and size); no annotation when nothing
@@ -11,6 +12,7 @@ rotates. Annotations only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol, cast
 
 from fhec.ir.errors import InternalCompilerError
 from fhec.ir.graph import Module
@@ -36,17 +38,28 @@ class SelectRotationKeysCkks(Pass):
         context.notes[self.name] = f"{len(steps)} Galois keys (rotations by {_spell(steps)})"
 
 
+class Rotating(Protocol):
+    """An op that rotates slots: the steps it rotates by, for a slot count."""
+
+    def rotation_steps(self, slots: int) -> tuple[int, ...]: ...
+
+
 def rotation_steps(module: Module) -> tuple[int, ...]:
-    """The rotations the module's ops perform, from its parameters' slot count."""
+    """The rotations the module's ops perform (every op with a `rotation_steps(slots)`
+    method: ckks.slot_sum, ckks.matvec_diagonal), from its parameters' slot count."""
     graph = module.graph
-    rotating = [v for v in graph if isinstance(graph.node(v).op, ckks.SlotSumOp)]
+    rotating = [
+        cast(Rotating, op)
+        for op in (graph.node(v).op for v in graph)
+        if hasattr(op, "rotation_steps")
+    ]
     if not rotating:
         return ()
     params = module_params(module)
     if params is None:
         raise InternalCompilerError("rotations before parameters were chosen",
                                     "select-rotation-keys-ckks")
-    return tuple(sorted(set(ckks.SlotSumOp.rotation_steps(params.slots))))
+    return tuple(sorted({s for op in rotating for s in op.rotation_steps(params.slots)}))
 
 
 def module_rotations(module: Module) -> tuple[int, ...]:

@@ -22,7 +22,7 @@ from fhec.backends.ckks.serialization import (
 )
 from fhec.ir.errors import CompileError, InputError
 from fhec.ir.graph import Module
-from fhec.ir.ops.ckks import CkksState
+from fhec.ir.ops.ckks import CkksState, SingleLayout
 from fhec.ir.ops.core import InputOp
 from fhec.passes.validate_levels_ckks import module_params
 
@@ -62,7 +62,8 @@ class CkksServer:
             if tensor is None:
                 raise InputError(f"the encrypted inputs lack {name!r}")
             assert state is not None, "pack-slots-ckks annotates secret inputs"
-            planned = (node.type.shape[1:], state.scale_bits, 0)
+            packed = node.annotation(SingleLayout) is not None  # one ciphertext per sample
+            planned = (() if packed else node.type.shape[1:], state.scale_bits, 0)
             found = (tensor.ciphertexts.shape, tensor.scale_bits, tensor.level)
             if found != planned:
                 raise InputError(

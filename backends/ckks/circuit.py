@@ -13,20 +13,27 @@ import warnings
 from collections.abc import Mapping
 
 import numpy as np
+import seal
 
 from fhec.backends.ckks.epilogue import client_outputs, finish, server_outputs
 from fhec.backends.ckks.error_model import error_bounds
 from fhec.backends.ckks.evaluator import Evaluator
 from fhec.backends.ckks.seal_context import Encryptor, SealContext, SecretKeys
 from fhec.backends.ckks.serialization import CipherTensor
-from fhec.backends.ckks.tensors import decrypt_tensor, encrypt_tensor
+from fhec.backends.ckks.tensors import (
+    decrypt_packed,
+    decrypt_tensor,
+    encrypt_packed,
+    encrypt_tensor,
+)
 from fhec.ir.errors import ArtifactError, CompileError, InputError
-from fhec.ir.graph import Module
+from fhec.ir.graph import Module, Node, ValueId
 from fhec.ir.interval import Interval
-from fhec.ir.ops.ckks import CkksParams, CkksState
+from fhec.ir.ops.ckks import CkksParams, CkksState, SingleLayout
 from fhec.ir.ops.core import InputOp
 from fhec.ir.signature import Signature
 from fhec.passes.annotate_states_ckks import ckks_states
+from fhec.passes.pack_single_ckks import single_period
 from fhec.passes.select_rotation_keys_ckks import module_rotations
 from fhec.passes.validate_levels_ckks import module_params
 
@@ -48,12 +55,15 @@ class CkksCircuit:
                 hint="compile with backend='ckks' and at least one encrypted input",
             )
         self.module, self.signature, self.params = module, signature, params
-        # Batch layout: one sample per slot, so one run takes up to `slots` samples.
-        self.samples_per_run: int | None = params.slots
+        # Batch layout: one sample per slot, so one run takes up to `slots` samples; the
+        # single-sample layout (a period P of slots per sample) takes one.
+        self.period = single_period(module)
+        self.samples_per_run: int | None = params.slots if self.period is None else 1
         self.context = SealContext(params)
         self.error_bound = error_bounds(module, self.context)
         self.rotations = module_rotations(module)
         self._keys: SecretKeys | None = None
+        self._diagonals: dict[tuple[ValueId, int, float], seal.Plaintext] = {}
 
     # -- the round trip ------------------------------------------------------------
     def keys(self) -> SecretKeys:
@@ -72,7 +82,8 @@ class CkksCircuit:
         keys = self.keys()
         encryptor = Encryptor(self.context, keys)
         encrypted = self.encrypt(encryptor, inputs)
-        outputs = Evaluator(self.module, self.context, keys.evaluation).run(encrypted)
+        evaluator = Evaluator(self.module, self.context, keys.evaluation, self._diagonals)
+        outputs = evaluator.run(encrypted)
         return self.decrypt(encryptor, outputs)
 
     def encrypt(
@@ -98,7 +109,11 @@ class CkksCircuit:
             if node.type.secret:
                 state = node.annotation(CkksState)
                 assert state is not None
-                prepared[name] = encrypt_tensor(encryptor, array, state.scale_bits, name)
+                prepared[name] = (
+                    encrypt_tensor(encryptor, array, state.scale_bits, name)
+                    if self.period is None
+                    else _encrypt_packed(encryptor, array, state.scale_bits, node, name)
+                )
             else:
                 prepared[name] = array
         return prepared
@@ -108,9 +123,16 @@ class CkksCircuit:
     ) -> Arrays:
         """The model's outputs from the server's: decrypted, then the epilogue run."""
         dtypes = {spec.name: spec.dtype.numpy for spec in self.signature.outputs}
+        graph = self.module.graph
+        shapes = {name: graph.node(v).type.shape for name, v in server_outputs(self.module)}
         result = {}
         for name, value in outputs.items():
-            array = decrypt_tensor(encryptor, value) if isinstance(value, CipherTensor) else value
+            if not isinstance(value, CipherTensor):
+                array = value
+            elif self.period is None:
+                array = decrypt_tensor(encryptor, value)
+            else:
+                array = decrypt_packed(encryptor, value, shapes[name])
             result[name] = np.asarray(array).astype(dtypes.get(name, np.float32))
         return finish(self.module, result)
 
@@ -124,7 +146,8 @@ class CkksCircuit:
         states = ckks_states(self.module.graph, "ckks")
         return {
             "scheme": "CKKS (SEAL)",
-            "layout": "batch",
+            "layout": "batch" if self.period is None else "single",
+            **({} if self.period is None else {"period": self.period}),
             "poly_degree": params.poly_degree,
             "slots": params.slots,
             "coeff_modulus_bits": list(params.coeff_bits),
@@ -163,6 +186,14 @@ def load_circuit(module: Module, signature: Signature, files: Mapping[str, bytes
     if saved != params_json(circuit.params):
         raise ArtifactError(f"the CKKS artifact's {FILE} does not match its module's parameters")
     return circuit
+
+
+def _encrypt_packed(
+    encryptor: Encryptor, array: np.ndarray, scale_bits: int, node: Node, name: str
+) -> CipherTensor:
+    layout = node.annotation(SingleLayout)
+    assert layout is not None
+    return encrypt_packed(encryptor, array, scale_bits, layout.period, name, layout.stacked)
 
 
 def params_json(params: CkksParams) -> dict[str, object]:

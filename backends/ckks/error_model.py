@@ -236,6 +236,10 @@ def _propagate(
         plain = operands[1]
         factor = magnitudes[plain]  # a constant's, or a public input's calibrated range
         return factor * e[0] + m[0] * noise.rounding / 2.0 ** states[plain].scale_bits
+    if isinstance(op, ckks.MatVecStackedOp):
+        return _stacked_error(graph, value, op, states, magnitudes, e[0], noise, context)
+    if isinstance(op, ckks.MatVecDiagonalOp):
+        return _matvec_error(graph, value, op, states, magnitudes, e[0], noise, context)
     if isinstance(op, ckks.MatMulPlainOp):
         weights = _constant(graph, operands[1])
         row_sums = float(np.max(np.sum(np.abs(weights), axis=0)))
@@ -267,6 +271,62 @@ def _propagate(
             return context.slot_count * e[0] + rotations + rounding
         return samples * e[0] + (context.slot_count - samples) * padding + rotations + rounding
     return max(e)  # negate and layout ops move values without new error
+
+
+def _matvec_error(
+    graph: Graph,
+    value: ValueId,
+    op: ckks.MatVecDiagonalOp,
+    states: dict[ValueId, ckks.CkksState],
+    magnitudes: dict[ValueId, float],
+    x_error: float,
+    noise: _Noise,
+    context: SealContext,
+) -> float:
+    """A diagonal mat-vec (single-sample layout) sums P products of a rotated x by a
+    diagonal: x's error, plus one key switch per baby rotation (on x, at x's scale),
+    times the rows' absolute sums; each diagonal's encoding rounding (a vector: the
+    rounding of N coefficients, per slot) times |x|; one key switch per giant rotation
+    (on a partial sum, at the product's scale); the reference's K float32 roundings."""
+    x, encoded = graph.operands(value)
+    weights = _constant(graph, encoded)
+    row_sums = float(np.max(np.sum(np.abs(weights), axis=0)))
+    primes = context.params.depth + 1 - states[x].level
+    switch = noise.key_switch(primes)
+    giant = op.period // op.baby_steps - 1
+    rotated = x_error + switch / 2.0 ** states[x].scale_bits
+    plain_scale = 2.0 ** states[encoded].scale_bits
+    diagonals = min(op.period, weights.shape[0])  # a nonzero diagonal per column at most
+    rounding = diagonals * magnitudes[x] * noise.rounding / plain_scale
+    reference = weights.shape[0] * FLOAT32_UNIT * row_sums * magnitudes[x]
+    giant_switches = giant * switch / 2.0 ** states[value].scale_bits
+    return row_sums * rotated + rounding + giant_switches + reference
+
+
+def _stacked_error(
+    graph: Graph,
+    value: ValueId,
+    op: ckks.MatVecStackedOp,
+    states: dict[ValueId, ckks.CkksState],
+    magnitudes: dict[ValueId, float],
+    x_error: float,
+    noise: _Noise,
+    context: SealContext,
+) -> float:
+    """A stacked mat-vec sums, over the P blocks, x (rotated by the client: a fresh
+    encryption's error in every block) times one diagonal: x's error times the rows'
+    absolute sums, the plaintext's rounding times |x| in each of the P blocks, one key
+    switch per rotation (log2 P, at the product's scale), the reference's roundings."""
+    x, encoded = graph.operands(value)
+    weights = _constant(graph, encoded)
+    row_sums = float(np.max(np.sum(np.abs(weights), axis=0)))
+    primes = context.params.depth + 1 - states[x].level
+    rotations = len(op.rotation_steps(context.slot_count))
+    plain_scale = 2.0 ** states[encoded].scale_bits
+    rounding = op.period * magnitudes[x] * noise.rounding / plain_scale
+    switches = rotations * noise.key_switch(primes) / 2.0 ** states[value].scale_bits
+    reference = weights.shape[0] * FLOAT32_UNIT * row_sums * magnitudes[x]
+    return row_sums * x_error + rounding + switches + reference
 
 
 def _padding_error(

@@ -496,3 +496,78 @@ class DecryptOp(Op):
 
     def interval(self, operands: Sequence[Interval], constants: Constants) -> Interval | None:
         return operands[0]
+
+
+# -- the single-sample layout (pack-slots-ckks{layout=single}) ------------------------
+@register_annotation
+@dataclass(frozen=True, slots=True)
+class SingleLayout(Annotation):
+    """On every secret input of a module in the single-sample layout: a value (1, ...)
+    is ONE ciphertext holding its n numbers (flattened) in slots 0..n-1 and zeros up to
+    `period` (a power of two), that block repeated across every slot, so a rotation by
+    k < period reads element (i + k) mod period in slot i. Slots past n in each block
+    stay zero (plus noise): plaintexts added are masked to the n numbers."""
+
+    key = "ckks_single"
+    period: int
+    # The input of a first layer (`ckks.matvec_stacked`): the client encrypts its P
+    # rotations, block k of P slots holding x rotated by k (P * P slots in all).
+    stacked: bool = False
+
+
+@register_op
+@dataclass(frozen=True, slots=True)
+class MatVecDiagonalOp(MatMulPlainOp):
+    """x @ w for ONE sample x (1, K) packed with `period` P, w (K, M) a plaintext: the
+    Halevi-Shoup diagonal method on the P x P zero-padded matrix A = w^T,
+    y = sum_k diag_k * rot(x, k), by baby-step giant-step (Halevi & Shoup, "Algorithms
+    in HElib", 2014): rot(x, j) for j < b once, then each group g of b diagonals
+    (pre-rotated by -g*b) summed and rotated by g*b: (b - 1) + (P/b - 1) rotations."""
+
+    name = "ckks.matvec_diagonal"
+    period: int
+    baby_steps: int
+
+    def infer(self, operands: Sequence[TensorType]) -> TensorType:
+        result = MatMulPlainOp.infer(self, operands)
+        x, w = operands
+        period, baby = self.period, self.baby_steps
+        if period < 1 or period & (period - 1) or baby < 1 or period % baby:
+            raise ValueError(f"{self.name}: period {period} and baby steps {baby} must be "
+                             "powers of two, baby steps dividing the period")
+        if x.rank != 2 or x.shape[0] != 1 or max(w.shape) > period:
+            raise ValueError(f"{self.name} takes one sample (1, K) and a matrix of at most "
+                             f"{period} x {period}, found {x.shape} and {w.shape}")
+        return result
+
+    def rotation_steps(self, slots: int) -> tuple[int, ...]:
+        """The baby steps 1..b-1 and the giant steps b, 2b, ..., P - b."""
+        giant = range(self.baby_steps, self.period, self.baby_steps)
+        return tuple(sorted({*range(1, self.baby_steps), *giant}))
+
+
+@register_op
+@dataclass(frozen=True, slots=True)
+class MatVecStackedOp(MatMulPlainOp):
+    """x @ w for ONE sample x (1, K) that the client encrypted stacked (`#ckks_single{
+    stacked}`: block k of `period` P slots holds x rotated by k, so the diagonal method's
+    rotations of x come for free): ONE product by the plaintext whose block k is the
+    k-th diagonal of A = w^T, then a rotate-and-sum over the P blocks (by P, 2P, ...,
+    P * P / 2: log2 P rotations). The result is a plain packed value (period P)."""
+
+    name = "ckks.matvec_stacked"
+    period: int
+
+    def infer(self, operands: Sequence[TensorType]) -> TensorType:
+        result = MatMulPlainOp.infer(self, operands)
+        x, w = operands
+        if self.period < 1 or self.period & (self.period - 1):
+            raise ValueError(f"{self.name}: period {self.period} is not a power of two")
+        if x.rank != 2 or x.shape[0] != 1 or max(w.shape) > self.period:
+            raise ValueError(f"{self.name} takes one sample (1, K) and a matrix of at most "
+                             f"{self.period} x {self.period}, found {x.shape} and {w.shape}")
+        return result
+
+    def rotation_steps(self, slots: int) -> tuple[int, ...]:
+        """P, 2P, ..., P * P / 2: the sum over the blocks."""
+        return tuple(self.period << i for i in range(self.period.bit_length() - 1))
