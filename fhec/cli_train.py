@@ -159,9 +159,9 @@ def train_command(args: argparse.Namespace) -> int:
 
 def _session_summary(report: Mapping[str, object]) -> str:
     """One line of what encrypted training cost."""
-    parts = [f"{key} {report[key]}" for key in ("refreshes", "levels_per_refresh", "poly_degree",
-                                                "galois_keys", "programmable_bootstrap_count")
-             if key in report]
+    keys = ("mode", "refreshes", "levels_per_refresh", "poly_degree", "galois_keys", "bits",
+            "lookup_bits", "programmable_bootstrap_count", "seconds_per_step")
+    parts = [f"{key} {report[key]}" for key in keys if report.get(key) is not None]
     traffic = report.get("traffic_bytes")
     if isinstance(traffic, Mapping):
         total = sum(int(v) for v in traffic.values())

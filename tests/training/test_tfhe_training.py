@@ -366,3 +366,23 @@ def test_multiplying_by_zero_is_refused() -> None:
     sample = {"x": np.ones((2, 2), np.float32), "w": np.ones((2, 2), np.float32)}
     with pytest.raises(CompileError, match="cannot multiply by the constant 0"):
         lower_step(parse_module(text), [sample], ["w"], ["w"], 4, 6)
+
+
+def test_fhec_train_on_tfhe_in_simulation(cancer: tuple[np.ndarray, ...], tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from fhec.cli import main
+
+    x_train, _, y_train, _ = cancer
+    onnx.save(logistic_regression(FEATURES), str(tmp_path / "model.onnx"))
+    np.savez(tmp_path / "train.npz", x=x_train[:16, :FEATURES], label=y_train[:16])
+    np.savez(tmp_path / "public.npz", x=x_train[100:, :FEATURES], label=y_train[100:])
+    code = main(["train", str(tmp_path / "model.onnx"), "--data", str(tmp_path / "train.npz"),
+                 "--calibration", str(tmp_path / "public.npz"), "--backend", "tfhe",
+                 "--loss", "bce", "--lr", "0.5", "--batch-size", "8", "--show-loss",
+                 "--option", "tfhe-training.mode=simulate", "-o", str(tmp_path / "tuned.onnx")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert out.count("loss ") == 2 and "encrypted training: mode simulate, bits 4" in out
+    tuned = {t.name: numpy_helper.to_array(t)
+             for t in onnx.load(str(tmp_path / "tuned.onnx")).graph.initializer}
+    assert np.any(tuned["fc.weight"] != 0)
