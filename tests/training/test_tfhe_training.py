@@ -196,7 +196,6 @@ def test_simulated_steps_are_the_clear_quantized_steps(cancer: tuple[np.ndarray,
     assert isinstance(report["programmable_bootstraps_per_step"], int)
 
 
-@pytest.mark.slow
 def test_encrypted_steps_match_the_clear_quantized_steps(cancer: tuple[np.ndarray, ...]) -> None:
     """A real run: keys, encryption, two encrypted steps with the weights kept encrypted
     on the server between them, decryption; the clear quantized step's numbers."""
