@@ -63,6 +63,11 @@ FHEC_SINGLE_CONFIGS: dict[str, dict[str, dict[str, object]]] = {
         "pack-slots-ckks": {"layout": "single"},
         "approximate-activations": {"max_degree": 7},
     },
+    # TenSEAL's own degree (3), fitted minimax (Remez) rather than interpolated.
+    "fhec single (ReLU degree <= 3, Remez)": {
+        "pack-slots-ckks": {"layout": "single"},
+        "approximate-activations": {"max_degree": 3, "fit": "remez"},
+    },
 }
 # The logistic-regression tutorial's sigmoid approximation on [-5, 5] (degree 3).
 TUTORIAL_SIGMOID = (0.5, 0.197, 0.0, -0.004)
