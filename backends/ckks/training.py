@@ -12,50 +12,34 @@ the evaluation keys, the encrypted weights and the compiled step. One step:
    to learn: only it may read the tuned model). With `report_loss` the client also
    decrypts the batch's loss.
 
-Everything between the parties goes through the checked byte envelopes of
+The two parties are runtime/ckks_training_client.py and runtime/ckks_training_server.py;
+everything between them goes through the checked byte envelopes of
 backends/ckks/serialization.py, so the traffic counted is the real one.
 """
 
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fhec.backends.ckks.circuit import CalibrationRangeWarning
 from fhec.backends.ckks.error_model import error_bounds
-from fhec.backends.ckks.evaluator import Evaluator
-from fhec.backends.ckks.seal_context import Encryptor, SealContext, SecretKeys
-from fhec.backends.ckks.serialization import (
-    CipherTensor,
-    dump_ciphertexts,
-    dump_evaluation_keys,
-    load_ciphertexts,
-    load_evaluation_keys,
-)
-from fhec.backends.ckks.tensors import decrypt_tensor, encrypt_tensor
-from fhec.ir.errors import FhecError, InputError
+from fhec.ir.errors import FhecError
 from fhec.ir.graph import Module
-from fhec.ir.interval import Interval
-from fhec.ir.ops.ckks import CkksState, Replicated
-from fhec.ir.ops.core import InputOp
 from fhec.passes.annotate_states_ckks import ckks_states
 from fhec.passes.select_rotation_keys_ckks import module_rotations
 from fhec.passes.unroll_steps import step_name
-from fhec.passes.validate_levels_ckks import module_params
+from fhec.runtime.ckks_training_client import TrainingClient
+from fhec.runtime.ckks_training_server import TrainingServer
 
 if TYPE_CHECKING:
     from fhec.runtime.training import StepPlan
 
 Arrays = dict[str, np.ndarray]
 LOSS = "loss"
-# Weights past their calibrated range by more than this fraction of its width get a
-# warning at refresh (approximate-activations fits with a margin of 0.2 widths).
-OUTSIDE_SLACK = 0.1
 
 
 @dataclass(slots=True)
@@ -70,120 +54,6 @@ class Traffic:
     def as_dict(self) -> dict[str, int]:
         return {"keys": self.keys, "batches": self.batches, "refresh": self.refresh,
                 "loss": self.loss}
-
-
-class TrainingClient:
-    """The data owner: keys, encrypted batches and weights, decrypted results."""
-
-    def __init__(self, module: Module) -> None:
-        params = module_params(module)
-        assert params is not None, "the CKKS training pipeline chose parameters"
-        self.module = module
-        self.context = SealContext(params)
-        self._keys = SecretKeys.generate(self.context, module_rotations(module))
-        self._encryptor = Encryptor(self.context, self._keys)
-        self._scales = _input_scales(module)
-        self._ranges = _input_ranges(module)
-
-    def evaluation_keys(self) -> bytes:
-        return dump_evaluation_keys(self._keys.evaluation, self.context)
-
-    def encrypt_batch(self, arrays: Mapping[str, np.ndarray]) -> bytes:
-        """Features and labels: one sample per slot."""
-        tensors = {name: encrypt_tensor(self._encryptor, array, self._scales[name], name)
-                   for name, array in arrays.items()}
-        return dump_ciphertexts(tensors, self.context, self._keys.key_id)
-
-    def encrypt_weights(self, weights: Mapping[str, np.ndarray]) -> bytes:
-        """Weights replicated: each number in every slot, with the step's leading axis."""
-        tensors = {name: self._replicated(name, np.asarray(array, dtype=np.float64))
-                   for name, array in weights.items()}
-        return dump_ciphertexts(tensors, self.context, self._keys.key_id)
-
-    def decrypt(self, data: bytes) -> Arrays:
-        """The tensors in `data`, decrypted (replicated ones from their first slot),
-        without the step's leading axis for weights."""
-        tensors, _ = load_ciphertexts(data, self.context, self._keys.key_id)
-        return {name: decrypt_tensor(self._encryptor, tensor)[0] if tensor.count == 1
-                else decrypt_tensor(self._encryptor, tensor)
-                for name, tensor in tensors.items()}
-
-    def refresh(self, data: bytes, step: int) -> bytes:
-        """New weights (deep in the modulus chain) back at level 0: decrypt, encrypt. A
-        weight outside the range the step was calibrated on gets a warning: the step's
-        polynomials are fitted on the ranges its values reach with calibrated weights."""
-        weights = self.decrypt(data)
-        for name, array in weights.items():
-            _warn_outside_calibration(name, array, self._ranges.get(name), step)
-        return self.encrypt_weights(weights)
-
-    def _replicated(self, name: str, array: np.ndarray) -> CipherTensor:
-        if not np.all(np.isfinite(array)):
-            raise FhecError(f"training diverged: the weights {name!r} became non-finite",
-                            hint="use a smaller learning rate (--lr)")
-        scale = self.context.canonical_scale(self._scales[name], 0)
-        cts = np.empty(array.shape, dtype=object)
-        for index in np.ndindex(array.shape):
-            cts[index] = self._encryptor.encrypt(np.asarray(array[index]), scale)
-        return CipherTensor(cts, 1, self._scales[name], 0)
-
-
-class TrainingServer:
-    """The model owner: the step and the encrypted weights, evaluation keys only."""
-
-    def __init__(self, module: Module, evaluation_keys: bytes, weights: bytes) -> None:
-        params = module_params(module)
-        assert params is not None
-        self.module = module
-        self.context = SealContext(params)
-        self.keys = load_evaluation_keys(evaluation_keys, self.context)
-        self.weight_names = _replicated_inputs(module)
-        self.output_names = [name for name, _ in module.function.outputs]
-        self.weights = self._checked(weights, self.weight_names)
-        self.evaluation_seconds = 0.0  # the step's ciphertext arithmetic, bytes apart
-
-    def step(self, batch: bytes) -> tuple[bytes, bytes | None]:
-        """Run one step: (the new weights, the encrypted loss or None) as bytes."""
-        inputs = self._checked(batch, set(_input_names(self.module)) - self.weight_names)
-        started = time.perf_counter()
-        outputs = Evaluator(self.module, self.context, self.keys).run({**inputs, **self.weights})
-        self.evaluation_seconds += time.perf_counter() - started
-        assert all(isinstance(v, CipherTensor) for v in outputs.values())
-        new = {n: v for n, v in outputs.items() if n in self.weight_names}
-        losses = {n: v for n, v in outputs.items() if n not in self.weight_names}
-        weights = dump_ciphertexts(new, self.context, self.keys.key_id)  # type: ignore[arg-type]
-        loss = None
-        if losses:
-            loss = dump_ciphertexts(losses, self.context, self.keys.key_id)  # type: ignore[arg-type]
-        return weights, loss
-
-    def receive_weights(self, weights: bytes) -> None:
-        self.weights = self._checked(weights, self.weight_names)
-
-    def current_weights(self) -> bytes:
-        return dump_ciphertexts(self.weights, self.context, self.keys.key_id)
-
-    def _checked(self, data: bytes, names: set[str]) -> dict[str, CipherTensor]:
-        """The tensors in `data`: exactly `names`, each with the shape, scale, level and
-        sample count the step expects (weights: one replicated sample)."""
-        tensors, _ = load_ciphertexts(data, self.context, self.keys.key_id)
-        if set(tensors) != names:
-            raise InputError(f"expected encrypted {sorted(names)}, got {sorted(tensors)}")
-        graph = self.module.graph
-        for value in self.module.function.inputs:
-            node = graph.node(value)
-            assert isinstance(node.op, InputOp)
-            name = node.op.input_name
-            if name not in names:
-                continue
-            tensor, state = tensors[name], node.annotation(CkksState)
-            assert state is not None
-            found = (tensor.ciphertexts.shape, tensor.scale_bits, tensor.level, tensor.count)
-            planned = (node.type.shape[1:], state.scale_bits, 0, node.type.shape[0])
-            if found != planned:
-                raise InputError(f"encrypted {name!r} is (shape, scale, level, samples) "
-                                 f"{found}, the step expects {planned}")
-        return tensors
 
 
 @dataclass(slots=True)
@@ -293,60 +163,6 @@ class CkksTrainingSession:
 
 
 LOSS_LABEL = "label"
-
-
-def _input_names(module: Module) -> list[str]:
-    names = []
-    for value in module.function.inputs:
-        op = module.graph.node(value).op
-        assert isinstance(op, InputOp)
-        names.append(op.input_name)
-    return names
-
-
-def _replicated_inputs(module: Module) -> set[str]:
-    graph = module.graph
-    return {
-        graph.node(v).op.input_name  # type: ignore[attr-defined]
-        for v in module.function.inputs
-        if graph.node(v).annotation(Replicated) is not None
-    }
-
-
-def _input_ranges(module: Module) -> dict[str, Interval]:
-    ranges = {}
-    for value in module.function.inputs:
-        node = module.graph.node(value)
-        known = node.annotation(Interval)
-        if isinstance(node.op, InputOp) and known is not None:
-            ranges[node.op.input_name] = known
-    return ranges
-
-
-def _warn_outside_calibration(name: str, array: np.ndarray, calibrated: Interval | None,
-                              step: int) -> None:
-    """Warn when `array` leaves `calibrated` by more than OUTSIDE_SLACK of its width."""
-    if calibrated is None or array.size == 0:
-        return
-    slack = OUTSIDE_SLACK * max(calibrated.width, 1e-12)
-    low, high = float(np.min(array)), float(np.max(array))
-    if low < calibrated.lo - slack or high > calibrated.hi + slack:
-        warnings.warn(
-            f"after step {step} the weights {name!r} reach [{low:.4g}, {high:.4g}], outside "
-            f"the calibrated [{calibrated.lo:.4g}, {calibrated.hi:.4g}]: the step's polynomial "
-            "approximations may not hold from here (compile with more calibration_epochs, "
-            "or calibration data closer to the training data)",
-            CalibrationRangeWarning, stacklevel=4)
-
-
-def _input_scales(module: Module) -> dict[str, int]:
-    scales = {}
-    for value in module.function.inputs:
-        node = module.graph.node(value)
-        state = node.annotation(CkksState)
-        assert isinstance(node.op, InputOp) and state is not None
-        scales[node.op.input_name] = state.scale_bits
-    return scales
 
 
 # The CKKS pipeline for a training step: the inference one, with the trained weights

@@ -270,7 +270,7 @@ def test_two_steps_per_refresh(data: tuple[np.ndarray, ...]) -> None:
 
 
 def test_the_server_refuses_foreign_or_misshapen_data(steps: dict[str, object]) -> None:
-    from fhec.backends.ckks.training import TrainingClient
+    from fhec.runtime.ckks_training_client import TrainingClient
     from fhec.ir.errors import ArtifactError, InputError
 
     session = steps["trainer"].trainer.session  # type: ignore[attr-defined]
@@ -288,3 +288,14 @@ def test_the_server_refuses_foreign_or_misshapen_data(steps: dict[str, object]) 
         data = bytearray(client.encrypt_weights(zeros))
         data[-10] ^= 0xFF
         server.receive_weights(bytes(data))
+
+
+def test_the_training_server_never_imports_the_client() -> None:
+    import subprocess
+    import sys
+
+    source = (Path(__file__).parents[2] / "runtime" / "ckks_training_server.py").read_text()
+    assert "ckks_training_client" not in source and "SecretKey" not in source
+    check = ("import sys, fhec.runtime.ckks_training_server; "
+             "assert 'fhec.runtime.ckks_training_client' not in sys.modules, 'client imported'")
+    subprocess.run([sys.executable, "-c", check], check=True)
