@@ -270,8 +270,8 @@ def test_two_steps_per_refresh(data: tuple[np.ndarray, ...]) -> None:
 
 
 def test_the_server_refuses_foreign_or_misshapen_data(steps: dict[str, object]) -> None:
-    from fhec.runtime.ckks_training_client import TrainingClient
     from fhec.ir.errors import ArtifactError, InputError
+    from fhec.runtime.ckks_training_client import TrainingClient
 
     session = steps["trainer"].trainer.session  # type: ignore[attr-defined]
     server, client = session.server, session.client
