@@ -282,7 +282,7 @@ def test_the_server_refuses_foreign_or_misshapen_data(steps: dict[str, object]) 
     with pytest.raises(InputError, match=r"expected encrypted \['fc.bias', 'fc.weight'\]"):
         server.receive_weights(client.encrypt_weights({"fc.weight": zeros["fc.weight"]}))
     wide = {"fc.weight": np.zeros((FEATURES + 1, 1)), "fc.bias": np.zeros(1)}
-    with pytest.raises(InputError, match="encrypted 'fc.weight' is"):
+    with pytest.raises(InputError, match=r"encrypted 'fc\.weight' is"):
         server.receive_weights(client.encrypt_weights(wide))
     with pytest.raises(ArtifactError, match="corrupted"):
         data = bytearray(client.encrypt_weights(zeros))
