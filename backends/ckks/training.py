@@ -165,24 +165,15 @@ class CkksTrainingSession:
 LOSS_LABEL = "label"
 
 
-# The CKKS pipeline for a training step: the inference one, with the trained weights
-# replicated first (and their Galois keys chosen at the end).
-TRAINING_PIPELINE: tuple[str, ...] = (
-    "annotate-secrecy",
-    "annotate-ranges",
-    "replicate-parameters-ckks",
-    "decompose-max-softmax-ckks",
-    "approximate-activations",
-    "expand-polynomials-ckks",
-    "pack-slots-ckks",
-    "insert-rescale-ckks",
-    "insert-mod-switch-ckks",
-    "insert-relinearize-ckks",
-    "select-params-ckks",
-    "select-rotation-keys-ckks",
-    "validate-levels-ckks",
-    "validate-scales-ckks",
-)
+def training_pipeline() -> tuple[str, ...]:
+    """The CKKS pipeline for a training step: the inference one after its client
+    epilogue split (a step has no epilogue), with the trained weights replicated first.
+    Its Galois keys come from select-rotation-keys-ckks as for inference."""
+    from fhec.passes import pipeline_for
+
+    inference = pipeline_for("ckks")
+    tail = inference[inference.index("split-epilogue-ckks") + 1 :]
+    return ("annotate-secrecy", "annotate-ranges", "replicate-parameters-ckks", *tail)
 
 
 def build_session(plan: StepPlan) -> CkksTrainingSession:
@@ -205,7 +196,7 @@ def build_session(plan: StepPlan) -> CkksTrainingSession:
         module, calibration = _unrolled(module, calibration, plan.steps_per_refresh, held)
     passes = [
         ReplicateParametersCkks(",".join(held)) if p.name == ReplicateParametersCkks.name else p
-        for p in parse_pipeline(",".join(with_options(TRAINING_PIPELINE, plan.options)))
+        for p in parse_pipeline(",".join(with_options(training_pipeline(), plan.options)))
     ]
     context = PassContext()
     context.calibration = calibration
