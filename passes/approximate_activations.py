@@ -49,7 +49,7 @@ from fhec.ir.ops.poly import Approximation, ChebyshevOp, cheb_eval, series_range
 from fhec.passes.base import Pass, PassContext, PassKind, register_pass
 from fhec.passes.composite_sign import KinkedFit, best_composite, kink_parts
 from fhec.passes.remez import remez
-from fhec.passes.rewrite import erase_if_dead
+from fhec.passes.rewrite import erase_if_dead, operand_bounds
 
 APPROXIMATED = frozenset(
     {
@@ -306,16 +306,10 @@ def _gain(graph: Graph, user: ValueId, value: ValueId) -> float | None:
     """How much `user` can move per unit of change in its operand `value`: how far its
     interval reaches past the one at 0 when that operand spans [-1, 1] instead."""
     operands = graph.operands(user)
-    ranges: list[Interval] = []
-    constants: list[np.ndarray | None] = []
-    for operand in operands:
-        producer = graph.node(operand)
-        constant = producer.op.value.array if isinstance(producer.op, ConstantOp) else None
-        known = Interval.of(constant) if constant is not None else producer.annotation(Interval)
-        if known is None:
-            return None
-        ranges.append(known)
-        constants.append(constant)
+    known = operand_bounds(graph, operands)
+    if known is None:
+        return None
+    ranges, constants = known
     bounds: list[Interval] = []
     for probe in (Interval(-1.0, 1.0), Interval(0.0, 0.0)):
         probed = [probe if o == value else r for o, r in zip(operands, ranges, strict=True)]

@@ -36,13 +36,12 @@ from fhec.ir.graph import Function, Module, Node, ValueId
 from fhec.ir.interpreter import evaluate_all
 from fhec.ir.interval import Interval
 from fhec.ir.op import Op
-from fhec.ir.ops.core import ConstantOp
 from fhec.ir.ops.elementwise import AddOp, ExpOp, LogOp, MulOp, PowOp, ReluOp, SubOp
 from fhec.ir.ops.linalg import MatMulOp, sliding_windows, window_output_shape
 from fhec.ir.ops.nn import LogSoftmaxOp, MaxPoolOp, SoftmaxOp
 from fhec.ir.ops.shape import GatherOp, ReshapeOp
 from fhec.passes.base import Pass, PassContext, PassKind, Sample, register_pass
-from fhec.passes.rewrite import add_constant
+from fhec.passes.rewrite import add_constant, operand_bounds
 
 
 @register_pass
@@ -195,15 +194,8 @@ def _annotate_ranges(module: Module, created: set[ValueId], samples: Sequence[Sa
 def _interval_rule(module: Module, value: ValueId) -> Interval | None:
     graph = module.graph
     operands = graph.operands(value)
-    known: list[Interval] = []
-    constants: list[np.ndarray | None] = []
-    for operand in operands:
-        producer = graph.node(operand)
-        constant = producer.op.value.array if isinstance(producer.op, ConstantOp) else None
-        bounds = Interval.of(constant) if constant is not None else producer.annotation(Interval)
-        if bounds is None:
-            return None
-        known.append(bounds)
-        constants.append(constant)
+    known = operand_bounds(graph, operands)
+    if known is None:
+        return None
     types = [graph.node(o).type for o in operands]
-    return graph.node(value).op.interval_with_types(known, constants, types)
+    return graph.node(value).op.interval_with_types(*known, types)

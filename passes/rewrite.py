@@ -17,6 +17,7 @@ from typing import TypeAlias, TypeVar
 import numpy as np
 
 from fhec.ir.graph import Function, Graph, Node, ValueId
+from fhec.ir.interval import Interval
 from fhec.ir.location import Location
 from fhec.ir.op import Op
 from fhec.ir.ops.core import ConstantOp, InputOp
@@ -112,6 +113,25 @@ def add_constant(graph: Graph, array: np.ndarray, location: Location) -> ValueId
     """A new constant node for `array` at `location` (the node it stands in for)."""
     op = ConstantOp.of(np.ascontiguousarray(array))
     return graph.add(op, (), op.infer(()), location)
+
+
+def operand_bounds(
+    graph: Graph, operands: Sequence[ValueId]
+) -> tuple[list[Interval], list[np.ndarray | None]] | None:
+    """Each operand's interval (a constant's own values, else its #range) and its
+    constant array (None when it is not one), as `Op.interval` takes them; None when
+    some operand is unbounded."""
+    bounds: list[Interval] = []
+    constants: list[np.ndarray | None] = []
+    for operand in operands:
+        producer = graph.node(operand)
+        constant = producer.op.value.array if isinstance(producer.op, ConstantOp) else None
+        known = Interval.of(constant) if constant is not None else producer.annotation(Interval)
+        if known is None:
+            return None
+        bounds.append(known)
+        constants.append(constant)
+    return bounds, constants
 
 
 def rewrite_to_fixpoint(function: Function, rules: Sequence[Rule], *, max_sweeps: int = 100) -> int:
