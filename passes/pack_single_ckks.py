@@ -45,7 +45,6 @@ from fhec.passes.pack_slots_ckks import (
     _Lowering,
     _product_bounds,
 )
-from fhec.passes.rewrite import erase_if_dead
 
 ELEMENTWISE = ("arith.add", "arith.sub", "arith.mul", "arith.div", "arith.neg")
 LINEAR = ("linalg.gemm", "linalg.matmul")
@@ -158,12 +157,7 @@ class _SingleLowering(_Lowering):
             result = _matvec(self, node, operands)
         else:
             result = RULES[node.op.name](self, node, operands)
-        annotations = tuple(a for a in node.annotations if a.key != "ckks")
-        self.graph.set_node(result, replace(self.graph.node(result), annotations=annotations))
-        self.function.replace_uses(value, result)
-        self.graph.remove(value)
-        for operand in operands:
-            erase_if_dead(self.function, operand)
+        self.take_over(value, node, operands, result)
 
 
 def _matvec(lw: _SingleLowering, node: Node, operands: tuple[ValueId, ...]) -> ValueId:

@@ -146,6 +146,13 @@ class _Lowering:
         if keeps_padding:
             self.padded.add(result)
         self.check_batch(self.graph.node(result))
+        self.take_over(value, node, operands, result)
+
+    def take_over(
+        self, value: ValueId, node: Node, operands: tuple[ValueId, ...], result: ValueId
+    ) -> None:
+        """`result` (the lowered op) in place of `value`: its annotations but #ckks, its
+        uses; operands no one reads any more are erased."""
         annotations = tuple(a for a in node.annotations if a.key != "ckks")
         self.graph.set_node(result, replace(self.graph.node(result), annotations=annotations))
         self.function.replace_uses(value, result)
