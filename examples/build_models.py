@@ -126,35 +126,24 @@ machine changes nothing.) Accuracies are onnxruntime's on inputs.npz.
 """
 
 
-TFHE_CASES = ("logreg_breast_cancer", "mlp_digits", "cnn_digits")
+# The golden cases whose IR after a backend's pipeline is a golden file too.
+BACKEND_IR_CASES: dict[str, tuple[str, ...]] = {
+    "tfhe": ("logreg_breast_cancer", "mlp_digits", "cnn_digits"),  # test_golden_tfhe.py
+    "ckks": ("logreg_breast_cancer", "mlp_digits", "cnn_digits"),  # test_golden_ckks.py
+}
 
 
-def write_tfhe_ir(out: Path) -> None:
-    """expected.tfhe.ir of each TFHE golden case (tests/golden/test_golden_tfhe.py)."""
-    for name in TFHE_CASES:
+def write_backend_ir(out: Path, backend: str) -> None:
+    """expected.<backend>.ir of each of the backend's golden cases: the IR after its
+    pipeline at the default options, from the committed model and calibration files."""
+    for name in BACKEND_IR_CASES[backend]:
         folder = out / name
         with np.load(folder / "calibration.npz") as data:
             calibration = {key: data[key] for key in data.files}
-        module = fhec_api.lower(folder / "model.onnx", "tfhe", calibration=calibration)
+        module = fhec_api.lower(folder / "model.onnx", backend, calibration=calibration)
         text = print_module(module, elide_constants_over=ELIDE_CONSTANTS_OVER)
-        (folder / "expected.tfhe.ir").write_text(str(text))
-        print(f"{name}: expected.tfhe.ir")
-
-
-CKKS_CASES = ("logreg_breast_cancer", "mlp_digits", "cnn_digits")
-
-
-def write_ckks_ir(out: Path) -> None:
-    """expected.ckks.ir of each CKKS golden case (tests/golden/test_golden_ckks.py): the
-    IR after the ckks pipeline at its default options."""
-    for name in CKKS_CASES:
-        folder = out / name
-        with np.load(folder / "calibration.npz") as data:
-            calibration = {key: data[key] for key in data.files}
-        module = fhec_api.lower(folder / "model.onnx", "ckks", calibration=calibration)
-        text = print_module(module, elide_constants_over=ELIDE_CONSTANTS_OVER)
-        (folder / "expected.ckks.ir").write_text(str(text))
-        print(f"{name}: expected.ckks.ir")
+        (folder / f"expected.{backend}.ir").write_text(str(text))
+        print(f"{name}: expected.{backend}.ir")
 
 
 def write_readme(out: Path, rows: list[tuple[Case, dict[str, str]]]) -> None:
@@ -209,10 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.ckks:
-        write_ckks_ir(args.out)
+        write_backend_ir(args.out, "ckks")
         return 0
     if args.tfhe:
-        write_tfhe_ir(args.out)
+        write_backend_ir(args.out, "tfhe")
         return 0
     known = [build.__name__ for build in ALL_CASES]
     unknown = sorted(set(args.only or ()) - set(known))
