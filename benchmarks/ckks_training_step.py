@@ -34,17 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_common import SINGLE_THREAD, single_core
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
 BATCH, FEATURES, LR = 512, 30, 1.0
 SCALE_BITS, OUTER_BITS = 40, 60
 
-
-def single_core() -> None:
-    os.environ.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
 
 def dataset() -> tuple[np.ndarray, np.ndarray]:
@@ -247,6 +243,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    os.environ.update(SINGLE_THREAD)
     single_core()
     x, y = dataset()
     rows = {"fhec (degree 3)": run_fhec(x, y, args.steps,

@@ -41,15 +41,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bench_common import SINGLE_THREAD, machine, single_core, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden"
 TENSEAL_PYTHON = ROOT / "build" / "tenseal-venv" / "bin" / "python"
 CASES = ("logreg_breast_cancer", "mlp_digits")
-SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 FHEC_CONFIGS: dict[str, dict[str, dict[str, object]]] = {
     "fhec (waterline)": {},
     "fhec (always-rescale)": {"insert-rescale-ckks": {"policy": "always"}},
@@ -74,15 +74,6 @@ TUTORIAL_SIGMOID = (0.5, 0.197, 0.0, -0.004)
 Row = dict[str, Any]
 
 
-def single_core() -> None:
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-
-
-def timed(function: Callable[[], Any]) -> tuple[Any, float]:
-    started = time.perf_counter()
-    result = function()
-    return result, time.perf_counter() - started
 
 
 def golden(case: str) -> tuple[dict[str, Any], Any, dict[str, Any]]:
@@ -480,16 +471,6 @@ def table(rows: list[Row]) -> str:
         )
     return "\n".join(lines)
 
-
-def machine() -> str:
-    name = "unknown CPU"
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                name = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores, run on 1 core / 1 thread"
 
 
 def main(argv: list[str] | None = None) -> int:

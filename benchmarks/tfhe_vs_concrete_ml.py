@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -34,33 +33,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench_common import SINGLE_THREAD, machine, single_core, timed
+
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden"
 CML_PYTHON = ROOT / "build" / "concrete-ml-venv" / "bin" / "python"
 BITS = 6
-SINGLE_THREAD = {
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "RAYON_NUM_THREADS": "1",
-}
 Row = dict[str, Any]
 
 
-def single_core() -> None:
-    """One core (the benchmark's rule); threads are capped by SINGLE_THREAD."""
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-
-
-def timed(function: Callable[[], Any], what: str = "") -> tuple[Any, float]:
-    """The result and seconds of `function()`; progress on stderr when `what` is given."""
-    started = time.perf_counter()
-    result = function()
-    seconds = time.perf_counter() - started
-    if what:
-        print(f"  {what}: {seconds:.1f} s", file=sys.stderr, flush=True)
-    return result, seconds
 
 
 def golden(case: str) -> tuple[dict[str, Any], Any, dict[str, Any]]:
@@ -339,16 +320,6 @@ def add_ratios(rows: list[Row]) -> None:
         row["ratio"] = row["latency_s"] / theirs[0]["latency_s"] if theirs else None
         row["ratios"] = {r["compiler"]: row["latency_s"] / r["latency_s"] for r in theirs}
 
-
-def machine() -> str:
-    name = platform.processor() or "unknown CPU"
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                name = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores, run on 1 core / 1 thread"
 
 
 def main(argv: list[str] | None = None) -> int:
