@@ -104,80 +104,46 @@ def plaintext(case: str, inputs: dict[str, Any]) -> Any:
 
 # -- fhec ------------------------------------------------------------------------------
 def fhec_row(case: str, compiler: str) -> Row:
-    import numpy as np
-
-    import fhec
-
-    inputs, labels, calibration = golden(case)
-    expected = plaintext(case, inputs)
-    model, compile_s = timed(
-        lambda: fhec.compile(
-            GOLDEN / case / "model.onnx",
-            backend="ckks",
-            calibration=calibration,
-            options=FHEC_CONFIGS[compiler],
-        )
-    )
-    assert model.circuit is not None
-    _, keygen_s = timed(model.circuit.keys)
-    one = {key: value[:1] for key, value in inputs.items()}
-    _, single_s = timed(lambda: model.run(one))
-    outputs, batch_s = timed(lambda: model.run(inputs))
-    scores = outputs[score_output(case)]
-    report = model.report
-    keys = report["key_bytes"]
-    assert isinstance(keys, dict)
-    bound = report["error_bound"]
-    assert isinstance(bound, dict)
-    return {
-        "model": case,
-        "compiler": compiler,
-        "n": report["poly_degree"],
-        "coeff_bits": report["coeff_modulus_bits"],
-        "levels_used": report["levels_used"],
-        "key_bytes": keys["public"] + keys["relinearization"],
-        "galois_bytes": keys["galois"],
-        "key_note": "uncompressed",
-        "compile_s": compile_s,
-        "keygen_s": keygen_s,
-        "single_s": single_s,
-        "batch_s_per_sample": batch_s / len(labels),
-        "samples": len(labels),
-        "max_error": float(np.max(np.abs(scores - expected))),
-        "bound": float(bound[score_output(case)]),
-        "accuracy": float(np.mean(scores.argmax(axis=-1) == labels)),
-    }
+    """The batch layout: every held-out sample in the slots of one run."""
+    return _fhec_measured(case, compiler, FHEC_CONFIGS[compiler], single=False, samples=None)
 
 
 def fhec_single_row(case: str, compiler: str, samples: int) -> Row:
+    """The single-sample layout, compiled for batch_size=1: `samples` runs of one sample."""
+    return _fhec_measured(case, compiler, FHEC_SINGLE_CONFIGS[compiler], single=True,
+                          samples=samples)
+
+
+def _fhec_measured(case: str, compiler: str, options: dict[str, dict[str, object]], *,
+                   single: bool, samples: int | None) -> Row:
     import numpy as np
 
     import fhec
 
     inputs, labels, calibration = golden(case)
-    count = min(samples, len(labels))
-    inputs = {key: value[:count] for key, value in inputs.items()}
+    count = len(labels) if samples is None else min(samples, len(labels))
+    inputs, labels = {key: value[:count] for key, value in inputs.items()}, labels[:count]
     expected = plaintext(case, inputs)
     model, compile_s = timed(
         lambda: fhec.compile(
             GOLDEN / case / "model.onnx",
             backend="ckks",
             calibration=calibration,
-            batch_size=1,
-            options=FHEC_SINGLE_CONFIGS[compiler],
+            options=options,
+            **({"batch_size": 1} if single else {}),
         )
     )
     assert model.circuit is not None
     _, keygen_s = timed(model.circuit.keys)
     one = {key: value[:1] for key, value in inputs.items()}
-    _, single_s = timed(lambda: model.run(one))  # cold: the diagonals are encoded here
-    outputs, batch_s = timed(lambda: model.run(inputs))  # one run per sample
+    _, single_s = timed(lambda: model.run(one))  # single layout: the diagonals encoded here
+    outputs, batch_s = timed(lambda: model.run(inputs))  # single layout: a run per sample
     scores = outputs[score_output(case)]
     report = model.report
     keys = report["key_bytes"]
     bound = report["error_bound"]
     assert isinstance(keys, dict) and isinstance(bound, dict)
-    assert report["layout"] == "single"
+    assert report["layout"] == ("single" if single else "batch")
     return {
         "model": case,
         "compiler": compiler,
@@ -195,7 +161,7 @@ def fhec_single_row(case: str, compiler: str, samples: int) -> Row:
         "samples": count,
         "max_error": float(np.max(np.abs(scores - expected))),
         "bound": float(bound[score_output(case)]),
-        "accuracy": float(np.mean(scores.argmax(axis=-1) == labels[:count])),
+        "accuracy": float(np.mean(scores.argmax(axis=-1) == labels)),
     }
 
 
