@@ -37,13 +37,28 @@ def require_calibration(samples: Sequence[Sample]) -> None:
         )
 
 
+def calibrated_extremes(
+    module: Module, samples: Sequence[Sample], values: Sequence[ValueId]
+) -> dict[ValueId, tuple[float, float]]:
+    """[min, max] of each of `values` over the calibration samples."""
+    from fhec.backends.reference import evaluate_all  # backends sit above passes
+
+    require_calibration(samples)
+    ranges: dict[ValueId, tuple[float, float]] = {}
+    for sample in samples:
+        computed = evaluate_all(module, sample)
+        for value in values:
+            low, high = float(computed[value].min()), float(computed[value].max())
+            if value in ranges:
+                low, high = min(low, ranges[value][0]), max(high, ranges[value][1])
+            ranges[value] = (low, high)
+    return ranges
+
+
 def calibrated_integer_ranges(module: Module, samples: Sequence[Sample]) -> dict[ValueId, range]:
     """The calibrated values of every encrypted integer (quantizer outputs and what the
     server computes from them), as a range of ints; widened to the `#range` a value
     carries (bounds by construction, e.g. passes/tfhe_softmax.py's)."""
-    from fhec.backends.reference import evaluate_all  # backends sit above passes
-
-    require_calibration(samples)
     graph = module.graph
     integers = [
         v
@@ -51,14 +66,10 @@ def calibrated_integer_ranges(module: Module, samples: Sequence[Sample]) -> dict
         if isinstance(graph.node(v).op, (QuantizeOp, *SERVER_OPS))
         and not graph.node(v).type.dtype.is_float
     ]
-    seen: dict[ValueId, tuple[int, int]] = {}
-    for sample in samples:
-        values = evaluate_all(module, sample)
-        for value in integers:
-            low, high = int(values[value].min()), int(values[value].max())
-            if value in seen:
-                low, high = min(low, seen[value][0]), max(high, seen[value][1])
-            seen[value] = (low, high)
+    seen = {
+        value: (int(low), int(high))
+        for value, (low, high) in calibrated_extremes(module, samples, integers).items()
+    }
     for value in seen:  # bounds a lowering recorded hold whatever the input
         if (bounds := graph.node(value).annotation(Interval)) is not None:
             low = min(seen[value][0], int(bounds.lo))

@@ -45,9 +45,9 @@ from fhec.ir.types import DType, TensorType
 from fhec.passes.base import Sample
 from fhec.passes.tfhe_integers import (
     SERVER_OPS,
+    calibrated_extremes,
     max_of,
     relu_lookup,
-    require_calibration,
     result_type,
 )
 from fhec.passes.tfhe_lookups import table_domain
@@ -61,7 +61,7 @@ def lower_softmaxes(module: Module, samples: Sequence[Sample], bits: int, table_
     found = [v for v in graph.topological_order() if _between_layers(graph, v)]
     if not found:
         return
-    ranges = _calibrated(module, samples, [graph.operands(v)[0] for v in found])
+    ranges = calibrated_extremes(module, samples, [graph.operands(v)[0] for v in found])
     for value in found:
         n = bits or _next_bits(graph, value)
         _lower(module, value, ranges[graph.operands(value)[0]], n, table_bits)
@@ -87,24 +87,6 @@ def _next_bits(graph: Graph, value: ValueId) -> int:
         if isinstance(op, QuantizeOp) and value in graph.ancestors(quantize):
             return op.bits
     return 0
-
-
-def _calibrated(
-    module: Module, samples: Sequence[Sample], values: list[ValueId]
-) -> dict[ValueId, tuple[float, float]]:
-    """[min, max] of each value over the calibration samples."""
-    from fhec.backends.reference import evaluate_all  # backends sit above passes
-
-    require_calibration(samples)
-    ranges: dict[ValueId, tuple[float, float]] = {}
-    for sample in samples:
-        computed = evaluate_all(module, sample)
-        for value in values:
-            low, high = float(computed[value].min()), float(computed[value].max())
-            if value in ranges:
-                low, high = min(low, ranges[value][0]), max(high, ranges[value][1])
-            ranges[value] = (low, high)
-    return ranges
 
 
 def _lower(
