@@ -78,3 +78,16 @@ def _finite_products(a: Interval, b: Interval) -> list[float]:
         for y in (b.lo, b.hi):
             out.append(0.0 if x == 0.0 or y == 0.0 else x * y)
     return out
+
+
+@register_annotation
+@dataclass(frozen=True, slots=True)
+class DotMagnitude(Annotation):
+    """A sum of products (Gemm, MatMul, Conv) whose every output element's sum of
+    absolute terms, sum_k |a_k b_k|, stayed below `abs_max` on the calibration samples:
+    what the float32 roundings of the reference's dot products scale with (Higham's
+    bound gamma_K * sum_k |a_k b_k|), far below K * max|a| * max_j sum_k |b_kj| when the
+    large inputs meet the small weights."""
+
+    key = "dot"
+    abs_max: float

@@ -2,6 +2,7 @@
 
 from fhec.passes import (  # noqa: F401
     annotate_bit_widths,
+    annotate_dot_magnitudes,
     annotate_ranges,
     annotate_secrecy,
     annotate_states_ckks,

@@ -29,9 +29,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from fhec.ir.annotation import Annotation
 from fhec.ir.errors import CompileError, FhecError
 from fhec.ir.graph import Function, Module, Node, ValueId
-from fhec.ir.interval import Interval
+from fhec.ir.interval import DotMagnitude, Interval
 from fhec.ir.op import Op
 from fhec.ir.ops import ckks
 from fhec.ir.ops.core import ConstantOp, InputOp
@@ -151,9 +152,12 @@ class _Lowering:
     def take_over(
         self, value: ValueId, node: Node, operands: tuple[ValueId, ...], result: ValueId
     ) -> None:
-        """`result` (the lowered op) in place of `value`: its annotations but #ckks, its
-        uses; operands no one reads any more are erased."""
-        annotations = tuple(a for a in node.annotations if a.key != "ckks")
+        """`result` (the lowered op) in place of `value`: its annotations but #ckks (and
+        #dot, which stays only on a product), its uses; operands no one reads any more
+        are erased."""
+        annotations = tuple(a for a in node.annotations if a.key not in ("ckks", "dot"))
+        kept = self.graph.node(result).annotation(DotMagnitude)
+        annotations += (kept,) if kept is not None else ()
         self.graph.set_node(result, replace(self.graph.node(result), annotations=annotations))
         self.function.replace_uses(value, result)
         self.graph.remove(value)
@@ -165,7 +169,10 @@ class _Lowering:
         self, node: Node, op: Op, *operands: ValueId, bounds: Interval | None = None
     ) -> ValueId:
         types = [self.graph.node(o).type for o in operands]
-        annotations = (bounds,) if bounds is not None else ()
+        annotations: tuple[Annotation, ...] = (bounds,) if bounds is not None else ()
+        dot = node.annotation(DotMagnitude)
+        if isinstance(op, ckks.MatMulPlainOp) and dot is not None:  # the sums it stands for
+            annotations += (dot,)
         return self.graph.add(op, operands, op.infer(types), node.location, annotations)
 
     def encode(self, node: Node, public: ValueId) -> ValueId:

@@ -19,6 +19,7 @@ PIPELINES: dict[str, tuple[str, ...]] = {
     "reference": COMMON_PIPELINE,
     "ckks": (
         *COMMON_PIPELINE,
+        "annotate-dot-magnitudes",
         "split-epilogue-ckks",
         "decompose-max-softmax-ckks",
         "approximate-activations",

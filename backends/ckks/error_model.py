@@ -35,6 +35,7 @@ import numpy as np
 from fhec.backends.ckks.epilogue import client_values, epilogue_bounds
 from fhec.backends.ckks.seal_context import SealContext
 from fhec.ir.graph import Graph, Module, Node, ValueId
+from fhec.ir.interval import DotMagnitude
 from fhec.ir.ops import ckks
 from fhec.ir.ops.core import ConstantOp, InputOp
 from fhec.ir.ops.poly import Approximation
@@ -141,6 +142,10 @@ def _relative_part(
         factor = magnitudes[operands[1]]
         relative[value] = fraction
         return error - factor * fraction * magnitudes[source] + fraction * magnitudes[value]
+    if isinstance(op, ckks.MatMulPlainOp):  # sum_k |w_k| r |x_k| = r sum_k |w_k x_k|
+        worst = _row_sums(graph, operands[1]) * magnitudes[source]
+        dots = dot_sums(graph.node(value), worst)
+        return error - fraction * (worst - dots)
     if isinstance(op, NOT_COMPUTED):
         relative[value] = fraction
     return error
@@ -241,11 +246,11 @@ def _propagate(
     if isinstance(op, ckks.MatVecDiagonalOp):
         return _matvec_error(graph, value, op, states, magnitudes, e[0], noise, context)
     if isinstance(op, ckks.MatMulPlainOp):
-        weights = _constant(graph, operands[1])
-        row_sums = float(np.max(np.sum(np.abs(weights), axis=0)))
-        inner = weights.shape[0]
+        row_sums = _row_sums(graph, operands[1])
+        inner = _constant(graph, operands[1]).shape[0]
         plain_scale = 2.0 ** states[operands[1]].scale_bits
-        rounding = m[0] * inner * 0.5 / plain_scale + inner * FLOAT32_UNIT * row_sums * m[0]
+        dots = dot_sums(graph.node(value), row_sums * m[0])
+        rounding = m[0] * inner * 0.5 / plain_scale + inner * FLOAT32_UNIT * dots
         return row_sums * e[0] + rounding
     if isinstance(op, ckks.RescaleOp):
         return e[0] + noise.rescale / scale
@@ -290,7 +295,7 @@ def _matvec_error(
     (on a partial sum, at the product's scale); the reference's K float32 roundings."""
     x, encoded = graph.operands(value)
     weights = _constant(graph, encoded)
-    row_sums = float(np.max(np.sum(np.abs(weights), axis=0)))
+    row_sums = _row_sums(graph, encoded)
     primes = context.params.depth + 1 - states[x].level
     switch = noise.key_switch(primes)
     giant = op.period // op.baby_steps - 1
@@ -298,7 +303,8 @@ def _matvec_error(
     plain_scale = 2.0 ** states[encoded].scale_bits
     diagonals = min(op.period, weights.shape[0])  # a nonzero diagonal per column at most
     rounding = diagonals * magnitudes[x] * noise.rounding / plain_scale
-    reference = weights.shape[0] * FLOAT32_UNIT * row_sums * magnitudes[x]
+    dots = dot_sums(graph.node(value), row_sums * magnitudes[x])
+    reference = weights.shape[0] * FLOAT32_UNIT * dots
     giant_switches = giant * switch / 2.0 ** states[value].scale_bits
     return row_sums * rotated + rounding + giant_switches + reference
 
@@ -319,13 +325,14 @@ def _stacked_error(
     switch per rotation (log2 P, at the product's scale), the reference's roundings."""
     x, encoded = graph.operands(value)
     weights = _constant(graph, encoded)
-    row_sums = float(np.max(np.sum(np.abs(weights), axis=0)))
+    row_sums = _row_sums(graph, encoded)
     primes = context.params.depth + 1 - states[x].level
     rotations = len(op.rotation_steps(context.slot_count))
     plain_scale = 2.0 ** states[encoded].scale_bits
     rounding = op.period * magnitudes[x] * noise.rounding / plain_scale
     switches = rotations * noise.key_switch(primes) / 2.0 ** states[value].scale_bits
-    reference = weights.shape[0] * FLOAT32_UNIT * row_sums * magnitudes[x]
+    dots = dot_sums(graph.node(value), row_sums * magnitudes[x])
+    reference = weights.shape[0] * FLOAT32_UNIT * dots
     return row_sums * x_error + rounding + switches + reference
 
 
@@ -371,6 +378,17 @@ def _encrypted_samples(graph: Graph, value: ValueId) -> bool:
         value = graph.operands(value)[0]
         node = graph.node(value)
     return node.annotation(ckks.Replicated) is None
+
+
+def dot_sums(node: Node, worst: float) -> float:
+    """The largest sum_k |w_k x_k| of a product's outputs: its calibrated `#dot` where
+    annotate-dot-magnitudes gave one, else `worst` (max_j sum_k |w_kj| times max |x|)."""
+    dot = node.annotation(DotMagnitude)
+    return worst if dot is None else min(dot.abs_max, worst)
+
+
+def _row_sums(graph: Graph, encoded: ValueId) -> float:
+    return float(np.max(np.sum(np.abs(_constant(graph, encoded)), axis=0)))
 
 
 def _constant(graph: Graph, encoded: ValueId) -> np.ndarray:
