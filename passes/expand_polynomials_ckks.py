@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from fhec.ir.graph import Function, Module, ValueId
-from fhec.ir.interval import Interval
+from fhec.ir.interval import DotMagnitude, Interval
 from fhec.ir.location import Location
 from fhec.ir.op import Op
 from fhec.ir.ops.core import ConstantOp
@@ -211,7 +211,10 @@ def _fold_map_into_gemm(
         bias = gemm.op.beta * constants[1].value.array.astype(np.float64)
     mapped_bias = np.asarray(factor * bias + offset, dtype=gemm.type.dtype.numpy)
     new_bias = add_constant(graph, mapped_bias, gemm.location)
-    annotations = [a for a in gemm.annotations if not isinstance(a, Interval)]
+    annotations = [a for a in gemm.annotations if not isinstance(a, Interval | DotMagnitude)]
+    dot = gemm.annotation(DotMagnitude)  # its sums scale with alpha
+    if dot is not None:
+        annotations.append(DotMagnitude(dot.abs_max * abs(factor)))
     old_range = gemm.annotation(Interval)
     if old_range is not None:
         annotations.append(Interval(old_range.lo * factor + offset, old_range.hi * factor + offset))
