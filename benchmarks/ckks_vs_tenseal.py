@@ -6,10 +6,14 @@
 (RESULTS.md: `--tenseal-samples 60`; TenSEAL's MLP takes seconds per sample.)
     .venv/bin/python benchmarks/ckks_vs_tenseal.py --layouts single --single-samples 20
 (the single-sample layout's rows against TenSEAL, without the batch layout's.)
+    .venv/bin/python benchmarks/ckks_vs_tenseal.py --models cnn_digits --layouts single \
+        --single-samples 20 --tenseal-samples 20
+(the CNN's single-sample rows alone.)
 
-Models: the golden logistic regression on breast cancer and the golden MLP 64-32-16-10
-on digits (tests/golden: model.onnx, inputs.npz, calibration.npz). fhec compiles each
-with backend="ckks" twice: the default waterline rescaling and
+Models: the golden logistic regression on breast cancer, the golden MLP 64-32-16-10
+and the golden CNN (conv 3x3 pad 1, 4 channels, + BatchNorm -> ReLU -> avg pool 2 ->
+dense 10) on digits (tests/golden: model.onnx, inputs.npz, calibration.npz); --models
+picks. fhec compiles each with backend="ckks" twice: the default waterline rescaling and
 `options={"insert-rescale-ckks": {"policy": "always"}}`.
 
 TenSEAL 0.3.x, in the style of its tutorials: one `ts.ckks_vector` per sample,
@@ -23,6 +27,12 @@ decryption, as fhec's split-epilogue-ckks does; with --encrypted-sigmoid a secon
 TenSEAL row evaluates it encrypted with the tutorial's degree-3 sigmoid polynomial. Parameters:
 the tutorials' 128-bit kind (N=8192 or 16384, 60-bit outer primes, 40-bit scale and
 inner primes), with the fewest inner primes that decrypt correctly (levels used).
+The CNN follows TenSEAL's convolution tutorial (one image per vector): the client pads
+the image with zeros (`ts.im2col_encoding` has no padding) and encodes it im2col,
+`conv2d_im2col` per output channel (BatchNorm folded into its kernel and bias), then
+`CKKSVector.pack_vectors`, `polyval` for the ReLU and ONE `mm` by the average pool and
+dense layer folded into a 256 x 10 matrix in the clear (what fhec's single layout
+derives; the tutorial's model has no pooling to write).
 
 TenSEAL needs its own venv (benchmarks/tenseal_env.sh builds build/tenseal-venv): its
 half runs as a child process of this script (`--tenseal-part`) that reads the weights
@@ -49,7 +59,7 @@ from bench_common import SINGLE_THREAD, machine, single_core, timed
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden"
 TENSEAL_PYTHON = ROOT / "build" / "tenseal-venv" / "bin" / "python"
-CASES = ("logreg_breast_cancer", "mlp_digits")
+CASES = ("logreg_breast_cancer", "mlp_digits", "cnn_digits")
 FHEC_CONFIGS: dict[str, dict[str, dict[str, object]]] = {
     "fhec (waterline)": {},
     "fhec (always-rescale)": {"insert-rescale-ckks": {"policy": "always"}},
@@ -215,10 +225,57 @@ def mlp_weights(calibration: Any, degree: int) -> dict[str, Any]:
     return weights
 
 
+def cnn_weights(calibration: Any, degree: int) -> dict[str, Any]:
+    """The conv's kernels and bias with the BatchNorm folded in, a least-squares ReLU
+    polynomial on the calibrated range of the conv's outputs, and the average pool and
+    flatten folded into the dense layer's (in, out) matrix: 256 x 10."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(GOLDEN / "cnn_digits" / "model.onnx")
+    init = {i.name: numpy_helper.to_array(i).astype(np.float64) for i in proto.graph.initializer}
+    (norm,) = [node for node in proto.graph.node if node.op_type == "BatchNormalization"]
+    epsilon = next(a.f for a in norm.attribute if a.name == "epsilon")
+    gamma, beta, mean, var = (init[name] for name in norm.input[1:])
+    factor = gamma / np.sqrt(var + epsilon)
+    kernels = init["features.0.weight"][:, 0] * factor[:, None, None]  # (4, 3, 3)
+    bias = (init["features.0.bias"] - mean) * factor + beta
+    conv = cnn_conv(kernels, bias, np.asarray(calibration, dtype=np.float64))
+    grid = np.linspace(float(conv.min()), float(conv.max()), 2001)
+    relu = np.polynomial.polynomial.polyfit(grid, np.maximum(grid, 0), degree)  # type: ignore[no-untyped-call]
+    channels, side = conv.shape[1], conv.shape[2]
+    pool = np.zeros((channels, side, side, channels, side // 2, side // 2))
+    for channel in range(channels):
+        for row in range(side):
+            for col in range(side):
+                pool[channel, row, col, channel, row // 2, col // 2] = 0.25
+    dense = pool.reshape(channels * side * side, -1) @ init["classifier.weight"].T
+    return {"conv_w": kernels, "conv_b": bias, "relu0": relu, "w0": dense,
+            "b0": init["classifier.bias"]}
+
+
+def cnn_conv(kernels: Any, bias: Any, images: Any) -> Any:
+    """(N, 1, H, W) images -> (N, C, H, W): the 3x3 convolution with zero padding 1."""
+    import numpy as np
+
+    side = images.shape[-1]
+    padded = np.pad(images[:, 0], ((0, 0), (1, 1), (1, 1)))
+    out = np.zeros((len(images), len(kernels), side, side))
+    for i in range(3):
+        for j in range(3):
+            out += kernels[None, :, i, j, None, None] * padded[:, None, i : i + side, j : j + side]
+    return out + bias[None, :, None, None]
+
+
 def clear_forward(weights: dict[str, Any], inputs: Any) -> Any:
     """The TenSEAL model in the clear: its ReLU polynomials, no encryption noise."""
     import numpy as np
 
+    if "conv_w" in weights:  # the CNN: conv, ReLU polynomial, then the folded dense layer
+        conv = cnn_conv(weights["conv_w"], weights["conv_b"], np.asarray(inputs, np.float64))
+        hidden = np.polynomial.polynomial.polyval(conv, weights["relu0"])  # type: ignore[no-untyped-call]
+        return hidden.reshape(len(conv), -1) @ weights["w0"] + weights["b0"]
     values = np.asarray(inputs, dtype=np.float64)
     index = 0
     while f"w{index}" in weights:
@@ -244,6 +301,8 @@ def tenseal_context(ts: Any, levels: int) -> Any:
 def tenseal_forward(ts: Any, context: Any, weights: dict[str, Any], x: Any, sigmoid: bool) -> Any:
     import numpy as np
 
+    if "conv_w" in weights:
+        return tenseal_cnn_forward(ts, context, weights, x)
     vector = ts.ckks_vector(context, x.tolist())
     index = 0
     while f"w{index}" in weights:
@@ -253,6 +312,22 @@ def tenseal_forward(ts: Any, context: Any, weights: dict[str, Any], x: Any, sigm
         index += 1
     if sigmoid:
         vector = vector.polyval(list(TUTORIAL_SIGMOID))
+    return np.array(vector.decrypt())
+
+
+def tenseal_cnn_forward(ts: Any, context: Any, weights: dict[str, Any], x: Any) -> Any:
+    """TenSEAL's convolution tutorial: im2col encoding of the (client-padded) image, one
+    `conv2d_im2col` (+ bias) per channel, `pack_vectors`, the ReLU polynomial, `mm`."""
+    import numpy as np
+
+    padded = np.pad(x.reshape(x.shape[-2:]), 1)
+    encoded, windows = ts.im2col_encoding(context, padded.tolist(), 3, 3, 1)
+    channels = [
+        encoded.conv2d_im2col(kernel.tolist(), windows) + float(bias)
+        for kernel, bias in zip(weights["conv_w"], weights["conv_b"], strict=True)
+    ]
+    vector = ts.CKKSVector.pack_vectors(channels).polyval(weights["relu0"].tolist())
+    vector = vector.mm(weights["w0"].tolist()) + weights["b0"].tolist()
     return np.array(vector.decrypt())
 
 
@@ -286,7 +361,7 @@ def tenseal_row(ts: Any, name: str, data: dict[str, Any], samples: int, sigmoid:
 
     def finish(scores: Any) -> Any:
         """The client's epilogue: the logistic regression's sigmoid, unless encrypted."""
-        if name == "mlp_digits" or sigmoid:
+        if name != "logreg_breast_cancer" or sigmoid:
             return scores
         return 1 / (1 + np.exp(-scores))
 
@@ -312,8 +387,10 @@ def tenseal_row(ts: Any, name: str, data: dict[str, Any], samples: int, sigmoid:
     context = tenseal_context(ts, levels)
     keygen_s = time.perf_counter() - keygen_start
     _, single_s = timed(lambda: finish(tenseal_forward(ts, context, weights, x[0], sigmoid)))
-    # --tenseal-samples caps the MLP's batched run (seconds per sample); the rest run all
-    count = min(samples, len(x)) if samples > 0 and name == "mlp_digits" else len(x)
+    # --tenseal-samples caps the MLP's and CNN's batched runs (seconds per sample); the
+    # logistic regression runs all
+    capped = samples > 0 and name != "logreg_breast_cancer"
+    count = min(samples, len(x)) if capped else len(x)
     scores, batch_s = timed(
         lambda: np.array(
             [finish(tenseal_forward(ts, context, weights, x[i], sigmoid)) for i in range(count)]
@@ -342,14 +419,16 @@ def tenseal_row(ts: Any, name: str, data: dict[str, Any], samples: int, sigmoid:
     }
 
 
-def tenseal_part(npz: Path, out: Path, samples: int, with_sigmoid: bool) -> None:
+def tenseal_part(
+    npz: Path, out: Path, samples: int, with_sigmoid: bool, models: tuple[str, ...]
+) -> None:
     import numpy as np
     import tenseal as ts
 
     with np.load(npz) as archive:
         data = {key: archive[key] for key in archive.files}
     rows = []
-    for name in CASES:
+    for name in models:
         rows.append(tenseal_row(ts, name, data, samples, sigmoid=False))
         print(f"  TenSEAL {name}: done", file=sys.stderr, flush=True)
         if name == "logreg_breast_cancer" and with_sigmoid:
@@ -358,7 +437,7 @@ def tenseal_part(npz: Path, out: Path, samples: int, with_sigmoid: bool) -> None
 
 
 def run_tenseal(
-    samples: int, degree: int, with_sigmoid: bool
+    samples: int, degree: int, with_sigmoid: bool, models: tuple[str, ...]
 ) -> tuple[list[Row], dict[str, float]]:
     import numpy as np
 
@@ -366,12 +445,16 @@ def run_tenseal(
         sys.exit(f"no TenSEAL venv at {TENSEAL_PYTHON}: run benchmarks/tenseal_env.sh first")
     arrays: dict[str, Any] = {}
     clear_accuracy: dict[str, float] = {}
-    for case in CASES:
+    for case in models:
         inputs, labels, calibration = golden(case)
         (x,) = inputs.values()
         (cal,) = calibration.values()
-        weights = logreg_weights() if case != "mlp_digits" else mlp_weights(cal, degree)
-        if case == "mlp_digits":
+        weights = (
+            mlp_weights(cal, degree) if case == "mlp_digits"
+            else cnn_weights(cal, degree) if case == "cnn_digits"
+            else logreg_weights()
+        )  # fmt: skip
+        if case != "logreg_breast_cancer":
             clear = clear_forward(weights, x)
             clear_accuracy[case] = float(np.mean(clear.argmax(axis=-1) == labels))
         for key, value in weights.items():
@@ -390,6 +473,8 @@ def run_tenseal(
             str(out),
             "--tenseal-samples",
             str(samples),
+            "--models",
+            ",".join(models),
         ]
         command += ["--encrypted-sigmoid"] if with_sigmoid else []
         done = subprocess.run(command, env={**os.environ, **SINGLE_THREAD}, check=False)
@@ -461,25 +546,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--single-samples", type=int, default=20, help="samples of the single-layout rows"
     )
+    parser.add_argument(
+        "--models", default=",".join(CASES), help=f"golden models to run (of {', '.join(CASES)})"
+    )
     parser.add_argument("--json", type=Path, help="write the rows here too")
     parser.add_argument("--tenseal-part", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     os.environ.update(SINGLE_THREAD)
     single_core()
+    models = tuple(case for case in CASES if case in args.models.split(","))
     if args.tenseal_part:
         npz, out = args.tenseal_part
-        tenseal_part(npz, out, args.tenseal_samples, args.encrypted_sigmoid)
+        tenseal_part(npz, out, args.tenseal_samples, args.encrypted_sigmoid, models)
         return 0
-    theirs, clear = run_tenseal(args.tenseal_samples, args.relu_degree, args.encrypted_sigmoid)
+    theirs, clear = run_tenseal(
+        args.tenseal_samples, args.relu_degree, args.encrypted_sigmoid, models
+    )
     layouts = set(args.layouts.split(","))
     ours = [
         fhec_row(case, compiler)
-        for case in CASES
+        for case in models
         for compiler in FHEC_CONFIGS
         if "batch" in layouts
     ] + [
         fhec_single_row(case, compiler, args.single_samples)
-        for case in CASES
+        for case in models
         for compiler in FHEC_SINGLE_CONFIGS
         if "single" in layouts
     ]
@@ -488,8 +579,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(table(rows))
     print(
-        f"TenSEAL MLP with degree-{args.relu_degree} ReLU polynomials, in the clear: "
-        f"accuracy {clear.get('mlp_digits', float('nan')):.4f}"
+        f"TenSEAL MLP / CNN with degree-{args.relu_degree} ReLU polynomials, in the clear: "
+        + ", ".join(f"{case} accuracy {accuracy:.4f}" for case, accuracy in clear.items())
     )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

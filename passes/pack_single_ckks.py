@@ -1,22 +1,28 @@
 """The single-sample layout of pack-slots-ckks (`layout=single`, or `auto`'s choice).
 
 Applies to: modules compiled for ONE sample (batch size 1) whose encrypted path is
-Gemm / MatMul with constant weights (+ a constant bias), elementwise arithmetic
-(expanded polynomials: ReLU, sigmoid, ... after `approximate-activations` and
+linear maps of one encrypted value with constant parameters (Gemm / MatMul, Conv,
+AveragePool, Pad, Transpose, ReduceSum / ReduceMean, Gather, Concat with constants, a
+decomposed MaxPool's gathers and +-1 products, ...), elementwise arithmetic (expanded
+polynomials: ReLU, sigmoid, ... after `approximate-activations` and
 `expand-polynomials-ckks`) and reshapes / float casts. Requires: `annotate-secrecy`.
 Establishes: every secret value (1, ...) is one ciphertext, its numbers flattened into
 slots 0..n-1, zeros up to the period P, repeated across all slots (`#ckks_single{period}`
 on the secret inputs: P is the power of two >= every secret value's size, one period
 for the whole module, so every layer's output is already laid out for the next with
-no masking or re-replication); linear layers become `ckks.matvec_diagonal`
-(Halevi-Shoup diagonals, baby-step giant-step: O(sqrt P) rotations), except a layer
-that alone reads a secret input while P * P slots fit N = 8192: the client encrypts
-that input stacked (P blocks, block k rotated by k: `#ckks_single{stacked = true}`) and
-the layer is `ckks.matvec_stacked` (one product, log2 P rotations); the rest the
-batch layout's elementwise ckks ops (the evaluator encodes their plaintexts as packed
-vectors). A reshape or float cast moves nothing. Any other op on secret values
-(Conv, pooling, reductions, transposes, concats: they move data between slots) is a
-CompileError naming the node and pointing to `layout=batch`.
+no masking or re-replication). Every linear map becomes a matrix on the flattened
+sample, probed from the op's own `evaluate` (the Toeplitz form of a convolution,
+derived rather than written per op: passes/single_linear_ckks.py), chains of them with
+only reshapes between fold into one matrix, and each is a `ckks.matvec_diagonal`
+(Halevi-Shoup diagonals, baby-step giant-step: O(sqrt P) rotations) plus its shift as a
+plaintext, except a layer that alone reads a secret input (through reshapes) while
+P * P slots fit N = 8192: the client encrypts that input stacked (P blocks, block k
+rotated by k: `#ckks_single{stacked = true}`) and the layer is `ckks.matvec_stacked`
+(one product, log2 P rotations); the rest the batch layout's elementwise ckks ops (the
+evaluator encodes their plaintexts as packed vectors). A reshape or float cast moves
+nothing. An op reading two encrypted values other than elementwise on equal shapes
+(a broadcast product, a concat of two), or not linear in its one encrypted operand, is
+a CompileError naming the node.
 
 The cost model of `layout=auto` (`choose_layout`): the batch layout pays one
 ciphertext per element of a sample whatever the number of samples, the single layout
@@ -36,6 +42,7 @@ from fhec.ir.graph import Function, Graph, Module, Node, ValueId
 from fhec.ir.ops import ckks
 from fhec.ir.ops.core import ConstantOp, InputOp
 from fhec.ir.ops.linalg import GemmOp
+from fhec.ir.ops.shape import ReshapeOp
 from fhec.passes.annotate_states_ckks import annotate_states
 from fhec.passes.approximate_activations import APPROXIMATED
 from fhec.passes.pack_slots_ckks import (
@@ -44,6 +51,13 @@ from fhec.passes.pack_slots_ckks import (
     _is_float_cast,
     _Lowering,
     _product_bounds,
+)
+from fhec.passes.single_linear_ckks import (
+    NOT_LINEAR,
+    affine_map,
+    fold_gemm_chains,
+    gemm_map,
+    to_gemm,
 )
 
 ELEMENTWISE = ("arith.add", "arith.sub", "arith.mul", "arith.div", "arith.neg")
@@ -62,8 +76,11 @@ def pack_single(module: Module, pass_name: str, scale_bits: int, plain_scale_bit
     found = _unsupported(function)
     if found is not None:
         node, reason = found
-        hint = _hint(node.op.name) if node.op.name in APPROXIMATED else HINT
+        # an activation not yet approximated, or a non-linear op: CKKS's own hints
+        computable = node.op.name not in APPROXIMATED and NOT_LINEAR not in reason
+        hint = HINT if computable else _hint(node.op.name)
         raise CompileError(reason, node.location, hint=hint)
+    _to_matrices(function)
     period = _period(function)
     lowering = _SingleLowering(function, plain_scale_bits, period)
     for value in function.graph.topological_order():
@@ -81,10 +98,11 @@ def pack_single(module: Module, pass_name: str, scale_bits: int, plain_scale_bit
 
 
 def _stack_first_layers(function: Function, period: int) -> None:
-    """A secret input read only by a mat-vec goes stacked (the client encrypts its P
-    rotations; `ckks.matvec_stacked`): log2 P rotations instead of about 2 sqrt(P),
-    and one product instead of P, at the top level where rotations cost the most.
-    Only while the P * P slots fit N = 8192 (a larger N would cost every op more)."""
+    """A secret input read only by a mat-vec (through reshapes: a convolution's flatten)
+    goes stacked (the client encrypts its P rotations; `ckks.matvec_stacked`): log2 P
+    rotations instead of about 2 sqrt(P), and one product instead of P, at the top
+    level where rotations cost the most. Only while the P * P slots fit N = 8192 (a
+    larger N would cost every op more)."""
     graph = function.graph
     if period * period > STACKED_SLOTS:
         return
@@ -92,13 +110,21 @@ def _stack_first_layers(function: Function, period: int) -> None:
         users = graph.users(value)
         if not graph.node(value).type.secret or len(users) != 1:
             continue
-        user = users[0][0]
+        user, operand = _through_reshapes(graph, users[0][0], value)
         node = graph.node(user)
-        if not isinstance(node.op, ckks.MatVecDiagonalOp) or graph.operands(user)[0] != value:
+        if not isinstance(node.op, ckks.MatVecDiagonalOp) or graph.operands(user)[0] != operand:
             continue
         graph.set_node(user, replace(node, op=ckks.MatVecStackedOp(period)))
         layout = ckks.SingleLayout(period, stacked=True)
         graph.set_node(value, graph.node(value).with_annotation(layout))
+
+
+def _through_reshapes(graph: Graph, user: ValueId, value: ValueId) -> tuple[ValueId, ValueId]:
+    """The first user past a chain of single-use reshapes (they move nothing, so a stacked
+    input stays stacked through them), and the value it reads."""
+    while isinstance(graph.node(user).op, ReshapeOp) and len(graph.users(user)) == 1:
+        user, value = graph.users(user)[0][0], user
+    return user, value
 
 
 def _unsupported(function: Function) -> tuple[Node, str] | None:
@@ -116,20 +142,58 @@ def _unsupported(function: Function) -> tuple[Node, str] | None:
             if node.annotation(ckks.Replicated) is not None:
                 return node, "a replicated (trained) input has no single-sample layout"
             continue
-        operands = graph.operands(value)
-        if name in ELEMENTWISE:
-            secret = [graph.node(o).type.shape for o in operands if graph.node(o).type.secret]
-            if any(s != shape for s in secret):
-                return node, (f"{name} broadcasts encrypted operands {secret} to {shape}; "
-                              "the single-sample layout adds and multiplies equal shapes")
-        elif name in LINEAR:
-            if len(operands) > 2 and graph.node(operands[2]).type.secret:
-                return node, f"{name} with an encrypted bias has no single-sample form"
-        elif not (name == "tensor.reshape" or _is_float_cast(node.op)):
-            return node, (f"{name} on encrypted values has no form in the CKKS single-sample "
-                          "layout (one ciphertext per sample: only linear layers, elementwise "
-                          "arithmetic and reshapes)")
+        reason = _why_not(graph, value, node)
+        if reason is not None:
+            return node, reason
     return None
+
+
+def _why_not(graph: Graph, value: ValueId, node: Node) -> str | None:
+    """Why the single layout cannot compute this secret node; None if it can."""
+    operands, shape, name = graph.operands(value), node.type.shape, node.op.name
+    if name in APPROXIMATED:
+        return (f"{name} on encrypted values has no form in the CKKS single-sample layout "
+                "before it is approximated")
+    if _is_linear_map(graph, value, node):
+        found = affine_map(graph, value)
+        return found if isinstance(found, str) else None
+    if name in ELEMENTWISE:
+        secret = [graph.node(o).type.shape for o in operands if graph.node(o).type.secret]
+        if all(s == shape for s in secret):
+            return None
+        return (f"{name} broadcasts encrypted operands {secret} to {shape}; the "
+                "single-sample layout adds and multiplies equal shapes")
+    if name in LINEAR and len(operands) > 2 and graph.node(operands[2]).type.secret:
+        return f"{name} with an encrypted bias has no single-sample form"
+    return None  # gemm / matmul (refused in _matvec if misshapen), reshape, float cast
+
+
+def _is_linear_map(graph: Graph, value: ValueId, node: Node) -> bool:
+    """Nodes computed as a matrix probed from the op (passes/single_linear_ckks.py):
+    all but elementwise ops on equal shapes, the mat-vecs' own form, reshapes and float
+    casts (they move nothing); elementwise ops broadcasting ONE encrypted operand."""
+    name = node.op.name
+    if name in ELEMENTWISE:
+        secret = [graph.node(o).type.shape for o in graph.operands(value)
+                  if graph.node(o).type.secret]
+        return len(secret) == 1 and secret[0] != node.type.shape
+    if name == "linalg.gemm" or (name == "linalg.matmul" and gemm_map(graph, value)):
+        return False
+    return not (name == "tensor.reshape" or _is_float_cast(node.op))
+
+
+def _to_matrices(function: Function) -> None:
+    """Every linear map of one encrypted value becomes a gemm by its matrix (between
+    reshapes, which move nothing); chains of them with nothing between fold into one."""
+    graph = function.graph
+    for value in graph.topological_order():
+        node = graph.node(value)
+        if node.type.secret and not isinstance(node.op, InputOp) \
+                and _is_linear_map(graph, value, node):
+            found = affine_map(graph, value)
+            assert not isinstance(found, str), found  # _unsupported refused it first
+            to_gemm(function, value, found)
+    fold_gemm_chains(function)
 
 
 def _period(function: Function) -> int:

@@ -83,7 +83,8 @@ def _matvec_diagonal(
     rows = np.arange(period)
     ct = x.ciphertexts[()]
     scale = ev._plain_scale(plain, ct)
-    rotated = [ct] + [ev.seal.rotate_vector(ct, j, galois) for j in range(1, baby)]
+    # rot(x, j) on first use: a sparse matrix (a convolution's Toeplitz) needs few of them
+    rotated: dict[int, seal.Ciphertext] = {0: ct}
     total: seal.Ciphertext | None = None
     for giant in range(0, period, baby):
         partial: seal.Ciphertext | None = None
@@ -96,6 +97,8 @@ def _matvec_diagonal(
             if key not in ev.diagonals:
                 slots = np.tile(np.roll(diagonal, giant), ev.context.slot_count // period)
                 ev.diagonals[key] = ev.context.encode(slots, scale, plain.level)
+            if j not in rotated:
+                rotated[j] = ev.seal.rotate_vector(ct, j, galois)
             term = ev.seal.multiply_plain(rotated[j], ev.diagonals[key])
             partial = term if partial is None else ev.seal.add(partial, term)
         if partial is None:
