@@ -80,9 +80,9 @@ class ApproximateActivations(Pass):
     # ReLU, LeakyReLU, PRelu, Abs (and the max of decompose-max-softmax-ckks): one
     # polynomial (chebyshev), a composite sign (composite), or the composite only where
     # the single polynomial of max_degree misses the error target and it does not (auto).
-    # Composites are deep (4 levels a stage), so auto is asked for, not the default.
+    # Composites are deep (3 levels a stage), so auto is asked for, not the default.
     relu: str = "chebyshev"
-    sign_stages: int = 6  # at most this many degree-7 sign stages (4 levels each)
+    sign_stages: int = 6  # at most this many degree-7 sign stages (3 levels each)
 
     def __post_init__(self) -> None:
         if not self.error_target > 0:

@@ -8,10 +8,14 @@ Eurocrypt 2021): the babies T_1..T_{m-1} (m = 2**ceil(l/2), l = bit length of th
 degree) and the giants T_m, T_2m, ... come from T_2k = 2 T_k^2 - 1 and
 T_(a+b) = 2 T_a T_b - T_(a-b), each at the least depth (ceil(log2 i) products);
 the series is split recursively, p = q * T_(2^k) + r, down to baby-sized pieces
-that are linear combinations of the babies. A degree 2**l - 1 series then takes l
-products deep, plus one level for the scalar coefficients and one for the map of
-[lo, hi] onto [-1, 1] -- unless the input comes from a Gemm used nowhere else, which
-then computes the mapped value itself (its weights and bias scaled), for free.
+that are linear combinations of the babies. The babies are T_1..T_3 (T_1 below degree
+4), and a combination's T_3 term is folded into the product T_3 is made of, so the
+scalar coefficients cost no level of their own: a degree-d series takes
+ceil(log2(d + 1)) levels, the least any evaluation can (degree 7: 3; it took 4 with
+the coefficients' level), at the price of one product per combination holding T_3
+(d/4 of them) instead of the larger baby sets' sqrt(d). One more level maps [lo, hi]
+onto [-1, 1] -- unless the input comes from a Gemm used nowhere else, which then
+computes the mapped value itself (its weights and bias scaled), for free.
 Every new node carries the exact #range of the polynomial it computes on [lo, hi];
 the last one takes over the `#approx` annotation (its slope then taken with respect to
 u where the Gemm computes u). All new nodes keep the activation's location: the error
@@ -44,6 +48,9 @@ from fhec.passes.base import Pass, PassContext, PassKind, register_pass
 from fhec.passes.rewrite import add_constant
 
 Series = np.ndarray  # Chebyshev coefficients in u, the input mapped onto [-1, 1]
+# The babies T_1..T_3 (T_1 alone below degree 4): every linear combination of them then
+# fits in depth 2 (see _Builder.combination), so the whole series in ceil(log2(d + 1)).
+BABY_STEPS = 4
 
 
 @register_pass
@@ -138,7 +145,18 @@ class _Builder:
         return self.add(product, self.series(remainder, baby))
 
     def combination(self, coefficients: Series) -> _Term:
-        """c_0 + sum c_i T_i: scalar products (one level) added up."""
+        """c_0 + sum c_i T_i: scalar products (one level) added up; a T_3 term goes into
+        the product T_3 is made of, so the sum is no deeper than T_2's and T_3's own depth
+        (2): c_2 T_2 + c_3 T_3 = (2 c_3 T_1 + c_2) T_2 - c_3 T_1, one product in place
+        of T_3's, and no level for c_3."""
+        if len(coefficients) == 4 and coefficients[3]:
+            c0, c1, c2, c3 = (float(c) for c in coefficients)
+            factor = self.shift(self.scale(self.power(1), 2.0 * c3), c2)
+            folded = self.mul(factor, self.power(2))
+            if c1 == c3:
+                return self.shift(folded, c0)
+            rest = self.scale(self.power(1), c1 - c3)
+            return self.shift(self.add(folded, rest), c0)
         terms = [self.scale(self.power(i), c) for i, c in enumerate(coefficients) if i and c]
         if not terms:  # a constant: keep it a function of the input (secret) all the same
             terms = [self.scale(self.power(1), 0.0)]
@@ -168,8 +186,7 @@ def _expand(function: Function, value: ValueId, op: ChebyshevOp, fold: bool) -> 
         builder.powers[1] = _Term(source, np.array([0.0, 1.0]))
     else:
         builder.powers[1] = _mapped_input(builder, source, op)
-    degree_bits = max(op.degree, 1).bit_length()
-    baby = 1 << ((degree_bits + 1) // 2)
+    baby = BABY_STEPS if op.degree > 3 else 2
     result = builder.series(np.array(op.coefficients, dtype=np.float64), baby)
     # The slope is with respect to what the expansion reads: u where the Gemm computes it.
     factor = (op.hi - op.lo) / 2.0 if folded else 1.0
@@ -183,9 +200,12 @@ def _expand(function: Function, value: ValueId, op: ChebyshevOp, fold: bool) -> 
 
 
 def _mapped_input(builder: _Builder, source: ValueId, op: ChebyshevOp) -> _Term:
-    """u = (2x - lo - hi) / (hi - lo): one scalar product and one addition."""
+    """u = (2x - lo - hi) / (hi - lo): one scalar product and one addition (none on
+    [-1, 1])."""
     half_width, center = (op.hi - op.lo) / 2.0, (op.hi + op.lo) / 2.0
     x = _Term(source, np.array([center, half_width]))
+    if half_width == 1.0 and center == 0.0:  # already on [-1, 1] (a composite's later stages)
+        return x
     return builder.shift(builder.scale(x, 1.0 / half_width), -center / half_width)
 
 
