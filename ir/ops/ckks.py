@@ -545,6 +545,18 @@ class MatVecDiagonalOp(MatMulPlainOp):
         giant = range(self.baby_steps, self.period, self.baby_steps)
         return tuple(sorted({*range(1, self.baby_steps), *giant}))
 
+    def used_rotation_steps(self, weights: np.ndarray) -> tuple[int, ...]:
+        """The steps a product by these weights rotates by: diagonal k's baby step k mod b
+        and giant step k - k mod b, for each k whose diagonal holds a nonzero (a
+        convolution's Toeplitz matrix has few such diagonals)."""
+        period, baby = self.period, self.baby_steps
+        padded = np.zeros((period, period))
+        padded[: weights.shape[1], : weights.shape[0]] = weights.T
+        rows = np.arange(period)
+        used = [k for k in range(period) if np.any(padded[rows, (rows + k) % period])]
+        steps = {k % baby for k in used} | {k - k % baby for k in used}
+        return tuple(sorted(steps - {0}))
+
 
 @register_op
 @dataclass(frozen=True, slots=True)
