@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import seal
 
 from fhec.backends.ckks.evaluator import Evaluator
 from fhec.backends.ckks.seal_context import SealContext
@@ -21,7 +22,7 @@ from fhec.backends.ckks.serialization import (
     load_evaluation_keys,
 )
 from fhec.ir.errors import CompileError, InputError
-from fhec.ir.graph import Module
+from fhec.ir.graph import Module, ValueId
 from fhec.ir.ops.ckks import CkksState, SingleLayout
 from fhec.ir.ops.core import InputOp
 from fhec.passes.validate_levels_ckks import module_params
@@ -37,13 +38,16 @@ class CkksServer:
         self.module = module
         self.context = SealContext(params)
         self.keys = load_evaluation_keys(evaluation_keys, self.context)
+        # The single layout's weight diagonals, encoded on the first request and kept
+        # for the next ones (as the keys are): they are the weights, not the data.
+        self.diagonals: dict[tuple[ValueId, int, float], seal.Plaintext] = {}
 
     def run(self, encrypted: bytes, public: Mapping[str, np.ndarray] | None = None) -> bytes:
         """The encrypted outputs for the encrypted inputs in `encrypted` (and the public
         inputs, if the model has any, as arrays)."""
         tensors, _ = load_ciphertexts(encrypted, self.context, self.keys.key_id)
         inputs: dict[str, CipherTensor | np.ndarray] = {**self._checked(tensors), **(public or {})}
-        outputs = Evaluator(self.module, self.context, self.keys).run(inputs)
+        outputs = Evaluator(self.module, self.context, self.keys, self.diagonals).run(inputs)
         secret = {name: v for name, v in outputs.items() if isinstance(v, CipherTensor)}
         if len(secret) != len(outputs):
             raise CompileError("a CKKS model's outputs must all depend on its encrypted inputs")

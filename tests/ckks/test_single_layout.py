@@ -20,6 +20,8 @@ from fhec.ir.errors import CompileError, InputError
 from fhec.ir.ops import ckks
 from fhec.ir.types import DType, TensorType
 from fhec.passes.select_rotation_keys_ckks import module_rotations
+from fhec.runtime.ckks_client import CkksClient
+from fhec.runtime.ckks_server import CkksServer
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "mlp_digits"
 SINGLE = {**FAST, "pack-slots-ckks": "layout=single"}
@@ -49,6 +51,24 @@ def test_mlp_one_sample_within_the_bound(mlp: onnx.ModelProto, standardized: np.
         simulated = circuit.run(sample, mode="simulate")["y"]
         assert np.max(np.abs(encrypted - _reference(mlp, sample)["y"])) <= circuit.error_bound["y"]
         assert np.max(np.abs(encrypted - simulated)) < 1e-3  # CKKS noise alone: small
+
+
+def test_server_encodes_the_weight_diagonals_once(
+    mlp: onnx.ModelProto, standardized: np.ndarray
+) -> None:
+    """The server keeps the encoded diagonals between requests: the second request
+    encodes none, and both decrypt within the bound."""
+    compiled = compile_ckks(mlp, {"x": standardized[:64]}, 1, SINGLE)
+    client = CkksClient(compiled.module, compiled.signature)
+    server = CkksServer(compiled.module, client.evaluation_keys())
+    bound = CkksCircuit(compiled.module, compiled.signature).error_bound["y"]
+    counts = []
+    for row in (0, 7):
+        sample = {"x": standardized[row : row + 1]}
+        got = client.decrypt(server.run(client.encrypt(sample)))["y"]
+        assert np.max(np.abs(got - _reference(mlp, sample)["y"])) <= bound
+        counts.append(len(server.diagonals))
+    assert counts[0] > 0 and counts[1] == counts[0]
 
 
 def test_report_rotation_keys_and_many_samples(
