@@ -168,6 +168,8 @@ def compile(
     report = build_report(
         backend, lowered.module, lowered.signature, names, lowered.calibration_count
     )
+    if lowered.notes:
+        report["pass_notes"] = lowered.notes
     if circuit is not None:
         report.update(circuit.report())
     return CompiledModel(backend, lowered.module, lowered.signature, names, report, circuit)
@@ -239,6 +241,7 @@ class _Lowered:
     signature: Signature
     calibration: list[dict[str, np.ndarray]]
     calibration_count: int
+    notes: dict[str, str]  # what passes chose, by pass name (pack-slots-ckks's layout)
 
 
 def _lower(
@@ -261,8 +264,9 @@ def _lower(
     imported = import_onnx(proto, input_shapes=shapes, batch_size=batch)
     chunks, count = calibration_set(imported.signature, calibration)
     passes = parse_pipeline(",".join(names))
-    module = run_pipeline(imported.module, passes, PassContext(chunks))
-    return _Lowered(module, imported.signature, chunks, count)
+    context = PassContext(chunks)
+    module = run_pipeline(imported.module, passes, context)
+    return _Lowered(module, imported.signature, chunks, count, dict(context.notes))
 
 
 def _build_circuit(backend: str, lowered: _Lowered, batch_size: int | None) -> Circuit | None:

@@ -24,11 +24,7 @@ nothing. An op reading two encrypted values other than elementwise on equal shap
 (a broadcast product, a concat of two), or not linear in its one encrypted operand, is
 a CompileError naming the node.
 
-The cost model of `layout=auto` (`choose_layout`): the batch layout pays one
-ciphertext per element of a sample whatever the number of samples, the single layout
-one ciphertext per value and O(sqrt P) rotations per layer; so single is chosen when
-the compiled batch size is 1 and every secret op has a single-layout form, batch
-otherwise.
+`layout=auto` chooses between the layouts by their cost (passes/layout_cost_ckks.py).
 """
 
 from __future__ import annotations
@@ -66,14 +62,9 @@ STACKED_SLOTS = 4096  # N = 8192's slots
 HINT = "use pack-slots-ckks{layout=batch}, which packs samples, not elements, in slots"
 
 
-def choose_layout(function: Function) -> str:
-    """`layout=auto`: single for one sample whose every secret op has a single form."""
-    return "single" if _unsupported(function) is None else "batch"
-
-
 def pack_single(module: Module, pass_name: str, scale_bits: int, plain_scale_bits: int) -> None:
     function = module.function
-    found = _unsupported(function)
+    found = unsupported(function)
     if found is not None:
         node, reason = found
         # an activation not yet approximated, or a non-linear op: CKKS's own hints
@@ -81,7 +72,7 @@ def pack_single(module: Module, pass_name: str, scale_bits: int, plain_scale_bit
         hint = HINT if computable else _hint(node.op.name)
         raise CompileError(reason, node.location, hint=hint)
     _to_matrices(function)
-    period = _period(function)
+    period = layout_period(function)
     lowering = _SingleLowering(function, plain_scale_bits, period)
     for value in function.graph.topological_order():
         node = function.graph.node(value)
@@ -127,7 +118,7 @@ def _through_reshapes(graph: Graph, user: ValueId, value: ValueId) -> tuple[Valu
     return user, value
 
 
-def _unsupported(function: Function) -> tuple[Node, str] | None:
+def unsupported(function: Function) -> tuple[Node, str] | None:
     """The first secret node the single layout cannot compute, and why; None if none."""
     graph = function.graph
     for value in graph.topological_order():
@@ -154,7 +145,7 @@ def _why_not(graph: Graph, value: ValueId, node: Node) -> str | None:
     if name in APPROXIMATED:
         return (f"{name} on encrypted values has no form in the CKKS single-sample layout "
                 "before it is approximated")
-    if _is_linear_map(graph, value, node):
+    if is_linear_map(graph, value, node):
         found = affine_map(graph, value)
         return found if isinstance(found, str) else None
     if name in ELEMENTWISE:
@@ -168,7 +159,7 @@ def _why_not(graph: Graph, value: ValueId, node: Node) -> str | None:
     return None  # gemm / matmul (refused in _matvec if misshapen), reshape, float cast
 
 
-def _is_linear_map(graph: Graph, value: ValueId, node: Node) -> bool:
+def is_linear_map(graph: Graph, value: ValueId, node: Node) -> bool:
     """Nodes computed as a matrix probed from the op (passes/single_linear_ckks.py):
     all but elementwise ops on equal shapes, the mat-vecs' own form, reshapes and float
     casts (they move nothing); elementwise ops broadcasting ONE encrypted operand."""
@@ -189,14 +180,14 @@ def _to_matrices(function: Function) -> None:
     for value in graph.topological_order():
         node = graph.node(value)
         if node.type.secret and not isinstance(node.op, InputOp) \
-                and _is_linear_map(graph, value, node):
+                and is_linear_map(graph, value, node):
             found = affine_map(graph, value)
-            assert not isinstance(found, str), found  # _unsupported refused it first
+            assert not isinstance(found, str), found  # unsupported() refused it first
             to_gemm(function, value, found)
     fold_gemm_chains(function)
 
 
-def _period(function: Function) -> int:
+def layout_period(function: Function) -> int:
     """The power of two >= every secret value's per-sample size (a linear layer's K and
     M included): one period serves every layer."""
     graph = function.graph

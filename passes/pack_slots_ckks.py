@@ -3,8 +3,9 @@
 Applies to: modules whose secret values are polynomial in the inputs (after
 `approximate-activations` and `expand-polynomials-ckks`). Requires: `annotate-secrecy`.
 `layout=single` packs one sample per ciphertext (passes/pack_single_ckks.py, whose
-docstring says what it establishes); `layout=auto` picks it by that module's cost model
-(one sample and every secret op with a single-layout form), batch otherwise.
+docstring says what it establishes); `layout=auto` picks the layout whose estimated
+time for a request of `samples` samples is lower (passes/layout_cost_ckks.py), batch
+where some secret op has no single-layout form.
 Establishes, for `layout=batch` (the default): every secret value keeps the
 batch axis as axis 0 (one sample per slot: each element of a sample is one
 ciphertext), or has 1 there (replicated: one number in every slot, as trained weights
@@ -54,6 +55,7 @@ class PackSlotsCkks(Pass):
     layout: str = "batch"
     scale_bits: int = 40  # inputs' scale, and the waterline of insert-rescale-ckks
     plain_scale_bits: int = 0  # scale of plaintext factors; 0: scale_bits
+    samples: int = 1  # the samples of one request, which layout=auto's cost model prices
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
@@ -61,6 +63,8 @@ class PackSlotsCkks(Pass):
                 f"pack-slots-ckks: layout {self.layout!r} is not implemented",
                 hint=f"use one of: {', '.join(LAYOUTS)}",
             )
+        if self.samples < 1:
+            raise FhecError(f"pack-slots-ckks: samples must be at least 1, got {self.samples}")
         if not 20 <= self.scale_bits <= 59:
             raise FhecError(f"pack-slots-ckks: scale_bits must be in 20..59, got {self.scale_bits}")
         if self.plain_scale_bits and not 10 <= self.plain_scale_bits <= 59:
@@ -72,10 +76,15 @@ class PackSlotsCkks(Pass):
     def run(self, module: Module, context: PassContext) -> None:
         function = module.function
         if self.layout != "batch":  # the single-sample layout: passes/pack_single_ckks.py
-            from fhec.passes.pack_single_ckks import choose_layout, pack_single
+            from fhec.passes.layout_cost_ckks import choose_layout
+            from fhec.passes.pack_single_ckks import pack_single
 
-            layout = choose_layout(function) if self.layout == "auto" else self.layout
-            context.notes[self.name] = f"layout {layout}"
+            layout, costs = self.layout, None
+            if layout == "auto":
+                layout, costs = choose_layout(function, self.samples)
+            context.notes[self.name] = f"layout {layout}" + (
+                f" (estimated {costs.single:.3g} ms single, {costs.batch:.3g} ms batch for "
+                f"{self.samples} samples)" if costs is not None else "")
             if layout == "single":
                 pack_single(module, self.name, self.scale_bits,
                             self.plain_scale_bits or self.scale_bits)

@@ -4,6 +4,7 @@ small insecure parameters for behaviour, one 128-bit run on the golden MLP."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import fhec
 from fhec.backends.ckks.circuit import CkksCircuit
 from fhec.backends.ckks.evaluator import Evaluator
 from fhec.backends.ckks.seal_context import Encryptor, SecretKeys
-from fhec.ir.errors import CompileError, InputError
+from fhec.ir.errors import CompileError, FhecError, InputError
 from fhec.ir.ops import ckks
 from fhec.ir.types import DType, TensorType
 from fhec.passes.select_rotation_keys_ckks import module_rotations
@@ -98,10 +99,29 @@ def test_auto_picks_single_for_one_sample_and_batch_otherwise(
 ) -> None:
     one = compile_ckks(mlp, {"x": standardized[:32]}, 1, AUTO)
     many = compile_ckks(mlp, {"x": standardized[:32]}, 8, AUTO)
-    assert one.notes["pack-slots-ckks"] == "layout single"
+    assert one.notes["pack-slots-ckks"].startswith("layout single (estimated")
     assert "ckks.matvec_stacked" in _ops(one.module)
     assert many.notes["pack-slots-ckks"] == "layout batch"
     assert "ckks.matmul_plain" in _ops(many.module)
+
+
+def test_auto_prices_the_request(mlp: onnx.ModelProto, standardized: np.ndarray) -> None:
+    """The cost model: one sample per run costs the single layout a few rotations per
+    layer, the batch layout one ciphertext per element whatever the samples; a request of
+    many samples goes to the batch layout, which serves them in one run."""
+    few = {**FAST, "pack-slots-ckks": "layout=auto,samples=1"}
+    many = {**FAST, "pack-slots-ckks": "layout=auto,samples=4096"}
+    one = compile_ckks(mlp, {"x": standardized[:32]}, 1, few).notes["pack-slots-ckks"]
+    lots = compile_ckks(mlp, {"x": standardized[:32]}, 1, many).notes["pack-slots-ckks"]
+    [(single, batch)] = re.findall(r"estimated (\S+) ms single, (\S+) ms batch", one)
+    single_ms, batch_ms = float(single), float(batch)
+    assert one.startswith("layout single") and single_ms < batch_ms
+    assert lots.startswith("layout batch") and "for 4096 samples" in lots
+
+
+def test_samples_must_be_positive(mlp: onnx.ModelProto, standardized: np.ndarray) -> None:
+    with pytest.raises(FhecError, match="samples must be at least 1"):
+        compile_ckks(mlp, {"x": standardized[:32]}, 1, {"pack-slots-ckks": "layout=auto,samples=0"})
 
 
 def _scaled_by_sum() -> onnx.ModelProto:
