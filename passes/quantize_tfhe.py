@@ -19,6 +19,13 @@ Quantizers (`scheme`, `weight_scheme`): asymmetric maps [min(lo, 0), max(hi, 0)]
 [0, 2^n - 1] with a zero point (0 stays exact, as padding needs); symmetric maps
 [-m, m] onto [-(2^(n-1) - 1), 2^(n-1) - 1] with zero point 0, or [0, m] onto
 [0, 2^n - 1] when the range is non-negative (a ReLU's output keeps all n bits).
+
+Weight scales (`weight_fit`): `range` fits each output channel's weights to their own
+range, as above; `accumulator` (the default) fits the symmetric per-channel weights of
+a Gemm / MatMul whose output another layer reads through a lookup to that layer's
+calibrated accumulators instead: every channel then spans the lookup's levels, the
+narrow ones with finer weights (passes/tfhe_weights.py). What it sees: the
+calibration samples only.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from fhec.ir.ops.shape import ReshapeOp
 from fhec.ir.ops.tfhe import DequantizeOp, QuantizeOp
 from fhec.ir.types import TensorType
 from fhec.passes.base import Pass, PassContext, PassKind, Sample, register_pass
+from fhec.passes.tfhe_weights import accumulator_scales
 
 MAX_BITS = 16  # concrete's widest table lookup: no quantized value can be wider
 
@@ -47,6 +55,11 @@ MAX_BITS = 16  # concrete's widest table lookup: no quantized value can be wider
 class QuantScheme(StrEnum):
     ASYMMETRIC = "asymmetric"
     SYMMETRIC = "symmetric"
+
+
+class WeightFit(StrEnum):
+    RANGE = "range"  # each output channel's weights on their own range
+    ACCUMULATOR = "accumulator"  # on their accumulators (passes/tfhe_weights.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +167,7 @@ class QuantizeTfhe(Pass):
     weight_scheme: QuantScheme = QuantScheme.SYMMETRIC
     per_channel: bool = True  # weights: one scale per output channel
     per_channel_activations: bool = False  # activations: one scale per input feature
+    weight_fit: WeightFit = WeightFit.ACCUMULATOR
 
     def __post_init__(self) -> None:
         options = (
@@ -182,6 +196,7 @@ class QuantizeTfhe(Pass):
         sources = self._source_axes(graph, layers)
         ranges = _channel_ranges(module, context.calibration, sources)
         after_layer = _downstream(graph, set(layers))
+        layer_inputs = self._layer_inputs(module, context.calibration, layers)
         quantized: dict[ValueId, tuple[ValueId, list[Quantizer]]] = {}
         for layer, axes in layers.items():
             source, path = quantization_source(graph, layer)
@@ -194,7 +209,9 @@ class QuantizeTfhe(Pass):
             first = path[0] if path else layer
             graph.set_operands(first, (dequantized, *graph.operands(first)[1:]))
             operands = graph.operands(layer)
-            weights = self._quantize_weights(graph, layer, operands[1], axes, quantizers)
+            weights = self._quantize_weights(
+                graph, layer, operands[1], axes, quantizers, layer_inputs.get(layer)
+            )
             graph.set_operands(layer, (operands[0], weights, *operands[2:]))
             if not graph.users(operands[1]):
                 graph.remove(operands[1])
@@ -215,6 +232,27 @@ class QuantizeTfhe(Pass):
             axis = layer_axes_.activation if channels else None
             axes[source] = axis if axes.get(source, axis) == axis else None
         return axes
+
+    def _layer_inputs(
+        self, module: Module, samples: Sequence[Sample], layers: dict[ValueId, LayerAxes]
+    ) -> dict[ValueId, np.ndarray]:
+        """The calibrated float input (samples stacked on the batch axis) of each layer
+        whose weights `weight_fit=accumulator` fits: symmetric per-channel weights of a
+        Gemm or MatMul that another layer follows; none under the range fit."""
+        symmetric = self.weight_scheme is QuantScheme.SYMMETRIC and self.per_channel
+        if self.weight_fit is WeightFit.RANGE or not symmetric:
+            return {}
+        graph = module.graph
+        # Only accumulators a lookup reads (a layer follows) have levels to fill; on
+        # convolutions the fit cost more than it gained (measured: tfhe_weights.py).
+        inputs = {
+            layer: graph.operands(layer)[0]
+            for layer in layers
+            if not isinstance(graph.node(layer).op, ConvOp)
+            and _downstream(graph, {layer}) & layers.keys()
+        }
+        stacked = _stacked_samples(module, samples, list(set(inputs.values())))
+        return {layer: stacked[value] for layer, value in inputs.items()}
 
     def _quantize_activation(
         self,
@@ -258,19 +296,21 @@ class QuantizeTfhe(Pass):
         value: ValueId,
         axes: LayerAxes,
         quantizers: list[Quantizer],
+        inputs: np.ndarray | None,
     ) -> ValueId:
         weights = graph.node(value).op
         assert isinstance(weights, ConstantOp)
         scales = np.array([q.scale for q in quantizers])
         array = np.asarray(weights.value.array, dtype=np.float64)
         scaled = array * scales.reshape((-1,) + (1,) * (-axes.weight_input - 1))
-        integers, dequantize = quantize_weights(
-            scaled,
-            axes.weight_output,
-            self.weight_bits or self.bits,
-            self.weight_scheme,
-            self.per_channel,
-        )
+        bits = self.weight_bits or self.bits
+        if inputs is not None:
+            op = graph.node(layer).op
+            integers, dequantize = _fitted_weights(op, scaled, axes, quantizers, inputs, bits)
+        else:
+            integers, dequantize = quantize_weights(
+                scaled, axes.weight_output, bits, self.weight_scheme, self.per_channel
+            )
         at = graph.node(layer).location
         constant = ConstantOp.of(integers)
         stored = graph.add(constant, [], constant.value.type, at)
@@ -320,6 +360,43 @@ def _channel_ranges(
                 high = np.maximum(high, ranges[source][1])
             ranges[source] = (low, high)
     return ranges
+
+
+def _fitted_weights(
+    layer: Op,
+    scaled: np.ndarray,
+    axes: LayerAxes,
+    quantizers: list[Quantizer],
+    inputs: np.ndarray,
+    bits: int,
+) -> tuple[np.ndarray, DequantizeOp]:
+    """A dense layer's weights quantized per output channel on its calibrated
+    accumulators (passes/tfhe_weights.py): the layer, bias left out, applied to the
+    integers it reads (x / s + z) by its float weights in quantization steps."""
+    steps = np.array([q.scale for q in quantizers])
+    zeros = np.array([q.zero_point for q in quantizers], dtype=np.float64)
+    accumulators = layer.evaluate([inputs / steps + zeros, scaled])  # channels last
+    magnitudes = np.abs(accumulators.reshape(-1, accumulators.shape[-1])).max(axis=0)
+    weights = np.moveaxis(scaled, axes.weight_output, 0)
+    scales = accumulator_scales(np.abs(weights).max(axis=1), magnitudes, bits)
+    integers = np.rint(weights / scales[:, None]).astype(np.int64)
+    dequantize = DequantizeOp(
+        tuple(float(s) for s in scales), (0,) * len(scales), axes.weight_output
+    )
+    return np.moveaxis(integers, 0, axes.weight_output), dequantize
+
+
+def _stacked_samples(
+    module: Module, samples: Sequence[Sample], values: Sequence[ValueId]
+) -> dict[ValueId, np.ndarray]:
+    """Each of `values` over the calibration samples, stacked on the batch axis."""
+    from fhec.backends.reference import evaluate_all  # backends sit above passes
+
+    computed = [evaluate_all(module, sample) for sample in samples]
+    return {
+        value: np.concatenate([np.asarray(c[value], dtype=np.float64) for c in computed])
+        for value in values
+    }
 
 
 def _infer(op: Op, graph: Graph, operand: ValueId) -> TensorType:

@@ -19,7 +19,7 @@ from fhec.ir.errors import ArtifactError, CompileError, FhecError, InputError
 
 HELD_OUT = {"x": samples(20, seed=11)}
 # Exact rounding: the circuit computes the integer module bit for bit.
-EXACT = {"quantize_tfhe": "bits=4", "round_accumulators": "bits=5,approximate=false"}
+EXACT = {"quantize_tfhe": "bits=4", "round_accumulators": "bits=5,approximate=false,max_bits=0"}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,9 @@ def exact(toy: onnx.ModelProto, toy_calibration: dict[str, np.ndarray]) -> tuple
 def approximate(
     toy: onnx.ModelProto, toy_calibration: dict[str, np.ndarray]
 ) -> tuple[object, object]:
-    return build(toy, toy_calibration, quantize_tfhe="bits=4", round_accumulators="bits=5")
+    return build(
+        toy, toy_calibration, quantize_tfhe="bits=4", round_accumulators="bits=5,max_bits=0"
+    )
 
 
 def test_reference_simulate_and_execute_agree_exactly(exact: tuple[object, object]) -> None:

@@ -12,7 +12,7 @@ from fhec.ir.errors import CompileError
 from fhec.ir.ops.linalg import ConvOp
 from fhec.ir.ops.tfhe import LookupOp, RoundOp
 
-EXACT = {"quantize_tfhe": "bits=4", "round_accumulators": "bits=5,approximate=false"}
+EXACT = {"quantize_tfhe": "bits=4", "round_accumulators": "bits=5,approximate=false,max_bits=0"}
 CALIBRATION = {"x": samples(64, features=36).reshape(64, 1, 6, 6)}
 HELD_OUT = {"x": samples(10, features=36, seed=5).reshape(10, 1, 6, 6)}
 

@@ -20,7 +20,7 @@ from fhec.ir.ops.tfhe import BitWidth, LookupOp, RoundOp
 
 CALIBRATION = {"x": samples(200)}
 HELD_OUT = {"x": samples(100, seed=5)}
-EXACT = {"quantize_tfhe": "bits=4", "round_accumulators": "bits=5,approximate=false"}
+EXACT = {"quantize_tfhe": "bits=4", "round_accumulators": "bits=5,approximate=false,max_bits=0"}
 
 
 class SoftmaxThenLinear(torch.nn.Module):
