@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnx
 
+import fhec
+from fhec.api import CompiledModel
 from fhec.frontend import import_onnx
 from fhec.ir.graph import Module
 from fhec.ir.signature import Signature
@@ -83,3 +86,23 @@ def tiny_model(
 def _float32(value: np.ndarray) -> np.ndarray:
     array = np.asarray(value)
     return array.astype(np.float32) if array.dtype.kind == "f" else array
+
+
+def golden_single(golden: Path, samples: int = 2) -> tuple[CompiledModel, dict[str, object]]:
+    """A golden model compiled for one sample per run at 128 bits, its report; asserts
+    that its first `samples` held-out samples decrypt within the predicted bound of the
+    reference backend's logits, with the same classes."""
+    calibration = dict(np.load(golden / "calibration.npz"))
+    inputs = {"input": dict(np.load(golden / "inputs.npz"))["input"][:samples]}
+    model = fhec.compile(
+        golden / "model.onnx", backend="ckks", calibration=calibration, batch_size=1,
+        options={"pack-slots-ckks": {"layout": "single"}},
+    )  # fmt: skip
+    assert model.circuit is not None
+    report = model.circuit.report()
+    assert report["layout"] == "single" and report["security_bits"] == 128
+    encrypted = model.run(inputs)["logits"]
+    reference = fhec.compile(golden / "model.onnx", backend="reference").run(inputs)["logits"]
+    assert np.max(np.abs(encrypted - reference)) <= model.error_bound["logits"]
+    assert np.array_equal(encrypted.argmax(1), reference.argmax(1))
+    return model, report

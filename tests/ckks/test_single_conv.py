@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from ckks_helpers import FAST, compile_ckks, reference
+from ckks_helpers import FAST, compile_ckks, golden_single, reference
 from onnx import TensorProto, helper, numpy_helper
 
-import fhec
 from fhec.backends.ckks.circuit import CkksCircuit
 from fhec.ir.errors import CompileError
 from fhec.ir.parser import parse_module
@@ -191,19 +190,7 @@ def test_golden_cnn_at_128_bits_one_sample() -> None:
     batch_size=1, 128-bit security: the conv is one diagonal mat-vec (period 256 = 4 x 8
     x 8), the pool and dense layer one more (folded); each sample's logits within the
     predicted bound of the reference backend's, and the same class."""
-    calibration = dict(np.load(GOLDEN / "calibration.npz"))
-    inputs = dict(np.load(GOLDEN / "inputs.npz"))["input"][:2]
-    model = fhec.compile(
-        GOLDEN / "model.onnx", backend="ckks", calibration=calibration, batch_size=1,
-        options={"pack-slots-ckks": {"layout": "single"}},
-    )  # fmt: skip
-    report = model.circuit.report()  # type: ignore[union-attr]
-    assert report["layout"] == "single" and report["security_bits"] == 128
+    model, report = golden_single(GOLDEN)
     assert report["period"] == 256 and report["galois_keys"] == 15 + 15
-    graph = model.circuit.module.graph  # type: ignore[union-attr]
+    graph = model.module.graph
     assert sum(graph.node(v).op.name == "ckks.matvec_diagonal" for v in graph) == 2
-    encrypted = model.run({"input": inputs})["logits"]
-    expected = fhec.compile(GOLDEN / "model.onnx", backend="reference").run({"input": inputs})
-    error = np.max(np.abs(encrypted - expected["logits"]))
-    assert error <= model.error_bound["logits"]
-    assert np.array_equal(encrypted.argmax(1), expected["logits"].argmax(1))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from ckks_helpers import FAST, compile_ckks, tiny_model
+from ckks_helpers import FAST, compile_ckks, golden_single, tiny_model
 from onnx import helper
 
 import fhec
@@ -184,23 +184,11 @@ def test_packed_input_with_nan_is_refused(gemm_sigmoid: onnx.ModelProto) -> None
 def test_golden_mlp_at_128_bits_one_sample() -> None:
     """The golden MLP 64-32-16-10, batch_size=1, 128-bit security: each sample's logits
     within the predicted bound of the reference backend's, and the same class."""
-    calibration = dict(np.load(GOLDEN / "calibration.npz"))
-    inputs = dict(np.load(GOLDEN / "inputs.npz"))["input"][:2]
-    model = fhec.compile(
-        GOLDEN / "model.onnx", backend="ckks", calibration=calibration, batch_size=1,
-        options={"pack-slots-ckks": {"layout": "single"}},
-    )  # fmt: skip
-    report = model.circuit.report()  # type: ignore[union-attr]
-    assert report["layout"] == "single" and report["security_bits"] == 128
+    _, report = golden_single(GOLDEN)
     # layer 1 stacked (rotations 64, 128, ..., 2048), layers 2 and 3 diagonal: baby steps
     # 1..7, and the giant steps of their nonzero diagonals (32 x 16 and 16 x 10 in period
     # 64: diagonals 0..31 and 49..63, so 8, 16, 24, 48, 56 but not 32, 40)
     assert report["period"] == 64 and report["galois_keys"] == 6 + 7 + 5
-    encrypted = model.run({"input": inputs})["logits"]
-    reference = fhec.compile(GOLDEN / "model.onnx", backend="reference").run({"input": inputs})
-    error = np.max(np.abs(encrypted - reference["logits"]))
-    assert error <= report["error_bound"]["logits"]  # type: ignore[index]
-    assert np.array_equal(encrypted.argmax(1), reference["logits"].argmax(1))
 
 
 def test_matvec_rotation_steps() -> None:
