@@ -162,9 +162,10 @@ def compile(
     that pass in the pipeline.
     """
     names = _check_pipeline(pipeline) if pipeline is not None else _pipeline_for(backend)
-    names = with_options(names, options)
+    pass_options, backend_options = split_backend_options(backend, options)
+    names = with_options(names, pass_options)
     lowered = _lower(model, backend, names, calibration, input_shapes, batch_size)
-    circuit = _build_circuit(backend, lowered, batch_size)
+    circuit = _build_circuit(backend, lowered, batch_size, backend_options)
     report = build_report(
         backend, lowered.module, lowered.signature, names, lowered.calibration_count
     )
@@ -188,7 +189,7 @@ def lower(
     """The module after pass `after` of the backend's pipeline (after all of it when
     None): what `fhec inspect` prints. `after` may be `NAME` (its first run in the
     pipeline) or `NAME#K` (its K-th run)."""
-    names = with_options(_pipeline_for(backend), options)
+    names = with_options(_pipeline_for(backend), split_backend_options(backend, options)[0])
     if after is not None:
         names = names[: pass_index(names, after, backend) + 1]
     return _lower(model, backend, names, calibration, input_shapes, batch_size).module
@@ -269,11 +270,16 @@ def _lower(
     return _Lowered(module, imported.signature, chunks, count, dict(context.notes))
 
 
-def _build_circuit(backend: str, lowered: _Lowered, batch_size: int | None) -> Circuit | None:
+def _build_circuit(
+    backend: str, lowered: _Lowered, batch_size: int | None, backend_options: Mapping[str, object]
+) -> Circuit | None:
     backend_object = _backend_object(backend)
     if backend_object is None:
+        if backend_options:
+            raise FhecError(f"the {backend} backend has no options of its own",
+                            hint="its settings are pass options: {pass name: {option: value}}")
         return None
-    options = {"calibration": lowered.calibration, "batch_size": batch_size or 1}
+    options = {**backend_options, "calibration": lowered.calibration, "batch_size": batch_size or 1}
     return backend_object.build(lowered.module, lowered.signature, options)
 
 
@@ -376,6 +382,20 @@ def _check_input_shapes(input_shapes: object) -> dict[str, tuple[int, ...]]:
             )
         shapes[name] = tuple(int(d) for d in dims)
     return shapes
+
+
+def split_backend_options(
+    backend: str, options: PassOptions | None
+) -> tuple[PassOptions | None, dict[str, object]]:
+    """`options` less the entry named after the backend ({"tfhe": {"p_error": 1e-9}}: the
+    backend's own settings, which its `build` checks), and that entry."""
+    if not isinstance(options, Mapping) or backend not in options:
+        return options, {}
+    own = options[backend]
+    if not isinstance(own, Mapping):
+        raise FhecError(f"options[{backend!r}] must be {{option: value}}",
+                        hint="e.g. {'tfhe': {'p_error': 1e-9}}")
+    return {k: v for k, v in options.items() if k != backend}, dict(own)
 
 
 def with_options(names: tuple[str, ...], options: PassOptions | None) -> tuple[str, ...]:

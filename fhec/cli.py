@@ -144,8 +144,8 @@ def _shape_options(parser: argparse.ArgumentParser) -> None:
         type=pass_option,
         action="append",
         metavar="PASS.OPTION=VALUE",
-        help="set an option of a pass in the backend's pipeline, e.g. quantize-tfhe.bits=5 "
-        "(repeat for several)",
+        help="set an option of a pass in the backend's pipeline, e.g. quantize-tfhe.bits=5, "
+        "or of the backend itself, e.g. tfhe.p_error=1e-9 (repeat for several)",
     )
     parser.add_argument(
         "--calibration",

@@ -109,7 +109,7 @@ def make_pass(name: str, options: Mapping[str, str] | None = None) -> Pass:
                 f"pass {name!r} has no option {key!r}", hint=f"options: {sorted(hints)}"
             )
         try:
-            values[key] = coerce(_literal(raw), hints[key])
+            values[key] = coerce(parse_literal(raw), hints[key])
         except (TypeError, ValueError) as exc:
             raise FhecError(f"pass {name!r} option {key}={raw!r}: {exc}") from None
     return cls(**values)
@@ -185,7 +185,8 @@ def _parse_options(text: str) -> dict[str, str]:
     return options
 
 
-def _literal(raw: str) -> object:
+def parse_literal(raw: str) -> object:
+    """An option's text as a bool, int or float where it reads as one, else the text."""
     lowered = raw.lower()
     if lowered in ("true", "false"):
         return lowered == "true"

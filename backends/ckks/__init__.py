@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from fhec.ir.errors import FhecError
 from fhec.ir.graph import Module
 from fhec.ir.signature import Signature
 from fhec.passes.pipelines import PIPELINES
@@ -30,6 +31,12 @@ class CkksBackend:
     ) -> CkksCircuit:
         from fhec.backends.ckks.circuit import CkksCircuit
 
+        own = sorted(set(options) - {"calibration", "batch_size"})
+        if own:
+            raise FhecError(
+                f"the ckks backend has no option {own[0]!r}",
+                hint="its settings are pass options, e.g. select-params-ckks.security=192",
+            )
         return CkksCircuit(module, signature)
 
     def load(self, module: Module, signature: Signature, files: Mapping[str, bytes]) -> CkksCircuit:

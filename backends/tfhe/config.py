@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+from fhec.ir.attributes import coerce, field_hints
 from fhec.ir.errors import FhecError
 
 if TYPE_CHECKING:
@@ -28,16 +29,16 @@ class TfheConfig:
 
     @classmethod
     def from_options(cls, options: Mapping[str, object]) -> TfheConfig:
-        known = {f.name for f in fields(cls)}
+        hints = field_hints(cls)
         values: dict[str, object] = {}
         for key, value in options.items():
             if key in _NOT_CONCRETE:
                 continue
-            if key not in known:
+            if key not in hints:
                 raise FhecError(
-                    f"the tfhe backend has no option {key!r}", hint=f"options: {sorted(known)}"
+                    f"the tfhe backend has no option {key!r}", hint=f"options: {sorted(hints)}"
                 )
-            values[key] = value
+            values[key] = _from_text(key, value, hints[key]) if isinstance(value, str) else value
         return cls.from_json(values)
 
     @classmethod
@@ -67,3 +68,13 @@ class TfheConfig:
             security_level=SecurityLevel(self.security_level),
             show_progress=False,
         )
+
+
+def _from_text(key: str, text: str, hint: object) -> object:
+    """An option written as text (`fhec compile --option tfhe.p_error=1e-9`) as its type."""
+    from fhec.passes.base import parse_literal
+
+    try:
+        return coerce(parse_literal(text), hint)
+    except (TypeError, ValueError) as exc:
+        raise FhecError(f"tfhe option {key}={text!r}: {exc}") from None

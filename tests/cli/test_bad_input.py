@@ -282,6 +282,25 @@ CASES = [
         ("demo", "--model", "mlp.onnx"),
         ("--model and --data go together", "give both or neither"),
     ),
+    # -- backend options (--option BACKEND.OPTION=VALUE) -------------------------------
+    Case(
+        "tfhe-unknown-option",
+        ("compile", "mlp.onnx", "--backend", "tfhe", "--calibration", "inputs.npz",
+         "--option", "tfhe.bogus=1", "-o", "never.fhec"),
+        ("the tfhe backend has no option 'bogus'", "global_p_error"),
+    ),
+    Case(
+        "tfhe-option-not-a-number",
+        ("compile", "mlp.onnx", "--backend", "tfhe", "--calibration", "inputs.npz",
+         "--option", "tfhe.p_error=often", "-o", "never.fhec"),
+        ("tfhe option p_error='often'", "expected a number"),
+    ),
+    Case(
+        "ckks-has-no-backend-options",
+        ("compile", "mlp.onnx", "--backend", "ckks", "--calibration", "inputs.npz",
+         "--option", "ckks.scale=30", "-o", "never.fhec"),
+        ("the ckks backend has no option 'scale'", "select-params-ckks"),
+    ),
 ]
 
 
