@@ -278,7 +278,8 @@ def test_building_needs_the_tfhe_pipeline_and_calibration(
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        ({"compress_evaluation_keys": "yes"}, "must be true or false"),
+        ({"compress_evaluation_keys": "yes"}, "keys='yes': expected true or false"),
+        ({"compress_evaluation_keys": 1}, "must be true or false"),
         ({"security_level": 80}, "128 or 132"),
         ({"global_p_error": 0.0}, "strictly between 0 and 1"),
     ],
