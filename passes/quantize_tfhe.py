@@ -30,7 +30,7 @@ calibration samples only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -38,6 +38,7 @@ import numpy as np
 
 from fhec.ir.errors import CompileError, FhecError
 from fhec.ir.graph import Graph, Module, ValueId
+from fhec.ir.interpreter import evaluate_all
 from fhec.ir.interval import Interval
 from fhec.ir.op import Op
 from fhec.ir.ops.core import ConstantOp
@@ -194,9 +195,14 @@ class QuantizeTfhe(Pass):
                 hint="pass calibration=... (fhec compile --calibration DATA.npz)",
             )
         sources = self._source_axes(graph, layers)
-        ranges = _channel_ranges(module, context.calibration, sources)
+        fitted = self._fitted_layers(graph, layers)
+        calibrated = _sample_values(module, context.calibration, {*sources, *fitted.values()})
+        ranges = _channel_ranges(calibrated, sources)
         after_layer = _downstream(graph, set(layers))
-        layer_inputs = self._layer_inputs(module, context.calibration, layers)
+        layer_inputs = {
+            layer: np.concatenate([values[source] for values in calibrated])
+            for layer, source in fitted.items()
+        }
         quantized: dict[ValueId, tuple[ValueId, list[Quantizer]]] = {}
         for layer, axes in layers.items():
             source, path = quantization_source(graph, layer)
@@ -233,26 +239,23 @@ class QuantizeTfhe(Pass):
             axes[source] = axis if axes.get(source, axis) == axis else None
         return axes
 
-    def _layer_inputs(
-        self, module: Module, samples: Sequence[Sample], layers: dict[ValueId, LayerAxes]
-    ) -> dict[ValueId, np.ndarray]:
-        """The calibrated float input (samples stacked on the batch axis) of each layer
-        whose weights `weight_fit=accumulator` fits: symmetric per-channel weights of a
-        Gemm or MatMul that another layer follows; none under the range fit."""
+    def _fitted_layers(
+        self, graph: Graph, layers: dict[ValueId, LayerAxes]
+    ) -> dict[ValueId, ValueId]:
+        """The layers whose weights `weight_fit=accumulator` fits, with the value each
+        reads: symmetric per-channel weights of a Gemm or MatMul that another layer
+        follows; none under the range fit."""
         symmetric = self.weight_scheme is QuantScheme.SYMMETRIC and self.per_channel
         if self.weight_fit is WeightFit.RANGE or not symmetric:
             return {}
-        graph = module.graph
         # Only accumulators a lookup reads (a layer follows) have levels to fill; on
         # convolutions the fit cost more than it gained (measured: tfhe_weights.py).
-        inputs = {
+        return {
             layer: graph.operands(layer)[0]
             for layer in layers
             if not isinstance(graph.node(layer).op, ConvOp)
             and _downstream(graph, {layer}) & layers.keys()
         }
-        stacked = _stacked_samples(module, samples, list(set(inputs.values())))
-        return {layer: stacked[value] for layer, value in inputs.items()}
 
     def _quantize_activation(
         self,
@@ -337,18 +340,26 @@ def _downstream(graph: Graph, layers: set[ValueId]) -> set[ValueId]:
     return after
 
 
+def _sample_values(
+    module: Module, samples: Sequence[Sample], kept: Collection[ValueId]
+) -> list[dict[ValueId, np.ndarray]]:
+    """The `kept` values of the module on each calibration sample (one evaluation each)."""
+    found = []
+    for sample in samples:
+        values = evaluate_all(module, sample)
+        found.append({v: np.asarray(values[v], dtype=np.float64) for v in kept})
+    return found
+
+
 def _channel_ranges(
-    module: Module, samples: Sequence[Sample], sources: dict[ValueId, int | None]
+    calibrated: Sequence[dict[ValueId, np.ndarray]], sources: dict[ValueId, int | None]
 ) -> dict[ValueId, tuple[np.ndarray, np.ndarray]]:
     """Per-channel [min, max] of each source over the calibration samples (one channel
     when the source is quantized per tensor)."""
-    from fhec.backends.reference import evaluate_all  # backends sit above passes
-
     ranges: dict[ValueId, tuple[np.ndarray, np.ndarray]] = {}
-    for sample in samples:
-        values = evaluate_all(module, sample)
+    for values in calibrated:
         for source, axis in sources.items():
-            array = np.asarray(values[source], dtype=np.float64)
+            array = values[source]
             rows = (
                 np.moveaxis(array, axis, 0).reshape(array.shape[axis], -1)
                 if axis
@@ -384,19 +395,6 @@ def _fitted_weights(
         tuple(float(s) for s in scales), (0,) * len(scales), axes.weight_output
     )
     return np.moveaxis(integers, 0, axes.weight_output), dequantize
-
-
-def _stacked_samples(
-    module: Module, samples: Sequence[Sample], values: Sequence[ValueId]
-) -> dict[ValueId, np.ndarray]:
-    """Each of `values` over the calibration samples, stacked on the batch axis."""
-    from fhec.backends.reference import evaluate_all  # backends sit above passes
-
-    computed = [evaluate_all(module, sample) for sample in samples]
-    return {
-        value: np.concatenate([np.asarray(c[value], dtype=np.float64) for c in computed])
-        for value in values
-    }
 
 
 def _infer(op: Op, graph: Graph, operand: ValueId) -> TensorType:

@@ -12,6 +12,7 @@ import numpy as np
 
 from fhec.ir.errors import CompileError
 from fhec.ir.graph import Graph, Module, ValueId
+from fhec.ir.interpreter import evaluate_all
 from fhec.ir.interval import Interval
 from fhec.ir.location import Location
 from fhec.ir.op import Op
@@ -41,8 +42,6 @@ def calibrated_extremes(
     module: Module, samples: Sequence[Sample], values: Sequence[ValueId]
 ) -> dict[ValueId, tuple[float, float]]:
     """[min, max] of each of `values` over the calibration samples."""
-    from fhec.backends.reference import evaluate_all  # backends sit above passes
-
     require_calibration(samples)
     ranges: dict[ValueId, tuple[float, float]] = {}
     for sample in samples:
