@@ -143,9 +143,8 @@ def _relative_part(
         relative[value] = fraction
         return error - factor * fraction * magnitudes[source] + fraction * magnitudes[value]
     if isinstance(op, ckks.MatMulPlainOp):  # sum_k |w_k| r |x_k| = r sum_k |w_k x_k|
-        worst = _row_sums(graph, operands[1]) * magnitudes[source]
-        dots = dot_sums(graph.node(value), worst)
-        return error - fraction * (worst - dots)
+        worst = _row_sums(_constant(graph, operands[1])) * magnitudes[source]
+        return error - fraction * (worst - dot_sums(graph.node(value), worst))
     if isinstance(op, NOT_COMPUTED):
         relative[value] = fraction
     return error
@@ -246,12 +245,10 @@ def _propagate(
     if isinstance(op, ckks.MatVecDiagonalOp):
         return _matvec_error(graph, value, op, states, magnitudes, e[0], noise, context)
     if isinstance(op, ckks.MatMulPlainOp):
-        row_sums = _row_sums(graph, operands[1])
-        inner = _constant(graph, operands[1]).shape[0]
+        weights = _constant(graph, operands[1])
         plain_scale = 2.0 ** states[operands[1]].scale_bits
-        dots = dot_sums(graph.node(value), row_sums * m[0])
-        rounding = m[0] * inner * 0.5 / plain_scale + inner * FLOAT32_UNIT * dots
-        return row_sums * e[0] + rounding
+        rounding = m[0] * weights.shape[0] * 0.5 / plain_scale
+        return _row_sums(weights) * e[0] + rounding + _reference_rounding(graph, value, m[0])
     if isinstance(op, ckks.RescaleOp):
         return e[0] + noise.rescale / scale
     if isinstance(op, ckks.ModSwitchOp):  # primes dropped and the drift relabeled, or a rescale
@@ -295,7 +292,6 @@ def _matvec_error(
     (on a partial sum, at the product's scale); the reference's K float32 roundings."""
     x, encoded = graph.operands(value)
     weights = _constant(graph, encoded)
-    row_sums = _row_sums(graph, encoded)
     primes = context.params.depth + 1 - states[x].level
     switch = noise.key_switch(primes)
     giant = op.period // op.baby_steps - 1
@@ -303,10 +299,9 @@ def _matvec_error(
     plain_scale = 2.0 ** states[encoded].scale_bits
     diagonals = min(op.period, weights.shape[0])  # a nonzero diagonal per column at most
     rounding = diagonals * magnitudes[x] * noise.rounding / plain_scale
-    dots = dot_sums(graph.node(value), row_sums * magnitudes[x])
-    reference = weights.shape[0] * FLOAT32_UNIT * dots
     giant_switches = giant * switch / 2.0 ** states[value].scale_bits
-    return row_sums * rotated + rounding + giant_switches + reference
+    reference = _reference_rounding(graph, value, magnitudes[x])
+    return _row_sums(weights) * rotated + rounding + giant_switches + reference
 
 
 def _stacked_error(
@@ -324,15 +319,13 @@ def _stacked_error(
     absolute sums, the plaintext's rounding times |x| in each of the P blocks, one key
     switch per rotation (log2 P, at the product's scale), the reference's roundings."""
     x, encoded = graph.operands(value)
-    weights = _constant(graph, encoded)
-    row_sums = _row_sums(graph, encoded)
     primes = context.params.depth + 1 - states[x].level
     rotations = len(op.rotation_steps(context.slot_count))
     plain_scale = 2.0 ** states[encoded].scale_bits
     rounding = op.period * magnitudes[x] * noise.rounding / plain_scale
     switches = rotations * noise.key_switch(primes) / 2.0 ** states[value].scale_bits
-    dots = dot_sums(graph.node(value), row_sums * magnitudes[x])
-    reference = weights.shape[0] * FLOAT32_UNIT * dots
+    reference = _reference_rounding(graph, value, magnitudes[x])
+    row_sums = _row_sums(_constant(graph, encoded))
     return row_sums * x_error + rounding + switches + reference
 
 
@@ -387,8 +380,17 @@ def dot_sums(node: Node, worst: float) -> float:
     return worst if dot is None else min(dot.abs_max, worst)
 
 
-def _row_sums(graph: Graph, encoded: ValueId) -> float:
-    return float(np.max(np.sum(np.abs(_constant(graph, encoded)), axis=0)))
+def _reference_rounding(graph: Graph, value: ValueId, x_magnitude: float) -> float:
+    """The reference's float32 roundings of a product's K-term dot products (Higham:
+    K u sum_k |w_k x_k|), for x of magnitude `x_magnitude`."""
+    weights = _constant(graph, graph.operands(value)[1])
+    worst = _row_sums(weights) * x_magnitude
+    return weights.shape[0] * FLOAT32_UNIT * dot_sums(graph.node(value), worst)
+
+
+def _row_sums(weights: np.ndarray) -> float:
+    """max_j sum_k |w_kj|: how much a product by the weights can grow an error."""
+    return float(np.max(np.sum(np.abs(weights), axis=0)))
 
 
 def _constant(graph: Graph, encoded: ValueId) -> np.ndarray:
