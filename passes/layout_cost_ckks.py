@@ -108,9 +108,6 @@ def _matrix(graph: Graph, value: ValueId) -> np.ndarray:
 def _matvec_cost(matrix: np.ndarray, period: int) -> float:
     op = ckks.MatVecDiagonalOp(period, baby_steps(period))
     rotations = len(op.used_rotation_steps(matrix))
-    padded = np.zeros((period, period))
-    padded[: matrix.shape[1], : matrix.shape[0]] = matrix.T
-    rows = np.arange(period)
-    diagonals = sum(bool(np.any(padded[rows, (rows + k) % period])) for k in range(period))
+    diagonals = len(op.nonzero_diagonals(matrix))
     return rotations * ROTATION + diagonals * (PLAIN_PRODUCT + ADDITION) + RESCALE
 

@@ -31,12 +31,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
-
 from fhec.ir.errors import CompileError
 from fhec.ir.graph import Function, Graph, Module, Node, ValueId
 from fhec.ir.ops import ckks
-from fhec.ir.ops.core import ConstantOp, InputOp
+from fhec.ir.ops.core import InputOp
 from fhec.ir.ops.linalg import GemmOp
 from fhec.ir.ops.shape import ReshapeOp
 from fhec.passes.annotate_states_ckks import annotate_states
@@ -45,6 +43,7 @@ from fhec.passes.pack_slots_ckks import (
     RULES,
     _hint,
     _is_float_cast,
+    _is_zero,
     _Lowering,
     _product_bounds,
 )
@@ -244,11 +243,6 @@ def _matvec(lw: _SingleLowering, node: Node, operands: tuple[ValueId, ...]) -> V
         return product
     shift = lw.constant(node, op.beta * lw.constant_of(node, bias, "the bias"))
     return lw.emit(node, ckks.AddPlainOp(), product, lw.encode(node, shift))
-
-
-def _is_zero(lw: _SingleLowering, value: ValueId) -> bool:
-    producer = lw.graph.node(value).op
-    return isinstance(producer, ConstantOp) and not np.any(producer.value.array)
 
 
 def single_period(module: Module) -> int | None:

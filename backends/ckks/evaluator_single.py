@@ -77,9 +77,7 @@ def _matvec_diagonal(
     assert isinstance(x, CipherTensor) and isinstance(plain, _Plain)
     galois = _galois_keys(ev)
     period, baby = op.period, op.baby_steps
-    weights = np.asarray(plain.array, dtype=np.float64)
-    matrix = np.zeros((period, period))
-    matrix[: weights.shape[1], : weights.shape[0]] = weights.T
+    matrix = ckks.padded_transpose(np.asarray(plain.array, dtype=np.float64), period)
     rows = np.arange(period)
     ct = x.ciphertexts[()]
     scale = ev._plain_scale(plain, ct)
@@ -121,13 +119,11 @@ def _matvec_stacked(
     assert isinstance(x, CipherTensor) and isinstance(plain, _Plain) and ev._value is not None
     galois = _galois_keys(ev)
     period = op.period
-    weights = np.asarray(plain.array, dtype=np.float64)
     ct = x.ciphertexts[()]
     scale = ev._plain_scale(plain, ct)
     key = (ev._value, -1, scale)
     if key not in ev.diagonals:
-        matrix = np.zeros((period, period))
-        matrix[: weights.shape[1], : weights.shape[0]] = weights.T
+        matrix = ckks.padded_transpose(np.asarray(plain.array, dtype=np.float64), period)
         diagonals = matrix[np.arange(period)[None, :], rotations(period)].reshape(-1)
         slots = np.tile(diagonals, ev.context.slot_count // diagonals.size)
         ev.diagonals[key] = ev.context.encode(slots, scale, plain.level)

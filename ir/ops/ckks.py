@@ -515,6 +515,14 @@ class SingleLayout(Annotation):
     stacked: bool = False
 
 
+def padded_transpose(weights: np.ndarray, period: int) -> np.ndarray:
+    """A = w^T for weights w (K, M), zero-padded to P x P: the single layout's mat-vecs
+    multiply by its diagonals, diag_k[i] = A[i, (i + k) mod P]."""
+    padded = np.zeros((period, period))
+    padded[: weights.shape[1], : weights.shape[0]] = weights.T
+    return padded
+
+
 @register_op
 @dataclass(frozen=True, slots=True)
 class MatVecDiagonalOp(MatMulPlainOp):
@@ -545,15 +553,16 @@ class MatVecDiagonalOp(MatMulPlainOp):
         giant = range(self.baby_steps, self.period, self.baby_steps)
         return tuple(sorted({*range(1, self.baby_steps), *giant}))
 
+    def nonzero_diagonals(self, weights: np.ndarray) -> list[int]:
+        """The k whose diagonal of A holds a nonzero (a convolution's Toeplitz matrix has
+        few such diagonals)."""
+        padded, rows = padded_transpose(weights, self.period), np.arange(self.period)
+        return [k for k in range(self.period) if np.any(padded[rows, (rows + k) % self.period])]
+
     def used_rotation_steps(self, weights: np.ndarray) -> tuple[int, ...]:
         """The steps a product by these weights rotates by: diagonal k's baby step k mod b
-        and giant step k - k mod b, for each k whose diagonal holds a nonzero (a
-        convolution's Toeplitz matrix has few such diagonals)."""
-        period, baby = self.period, self.baby_steps
-        padded = np.zeros((period, period))
-        padded[: weights.shape[1], : weights.shape[0]] = weights.T
-        rows = np.arange(period)
-        used = [k for k in range(period) if np.any(padded[rows, (rows + k) % period])]
+        and giant step k - k mod b, for each nonzero diagonal k."""
+        used, baby = self.nonzero_diagonals(weights), self.baby_steps
         steps = {k % baby for k in used} | {k - k % baby for k in used}
         return tuple(sorted(steps - {0}))
 
