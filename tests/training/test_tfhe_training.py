@@ -113,15 +113,19 @@ def lowered_logreg(data: Mapping[str, np.ndarray], bits: int = 4, lookup_bits: i
     return clear, samples, program
 
 
-def chained_clear_steps(program: StepProgram, batches: list[dict[str, np.ndarray]],
-                        weights: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
-    """The clear quantized step run batch after batch, the new weights fed back."""
+def clear_trajectory(model: TrainingModel, data: Mapping[str, np.ndarray], count: int
+                     ) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]]]:
+    """The first `count` batches of `data`, and the model's clear quantized step run on
+    them batch after batch from zero weights, the new weights fed back."""
+    program: StepProgram = model.trainer.session.lowered  # type: ignore[attr-defined]
+    steps = batches(data, count)
+    weights = {n: np.zeros((FEATURES, 1) if n == "fc.weight" else (1,)) for n in WEIGHTS}
     found = []
-    for batch in batches:
+    for batch in steps:
         decoded = program.decode(program.run_clear(program.encode({**batch, **weights})))
         weights = {name: decoded[name] for name in WEIGHTS}
         found.append(decoded)
-    return found
+    return steps, found
 
 
 def batches(data: Mapping[str, np.ndarray], count: int) -> list[dict[str, np.ndarray]]:
@@ -180,11 +184,7 @@ def test_simulated_steps_are_the_clear_quantized_steps(cancer: tuple[np.ndarray,
     quantized step's integers exactly (lookups are exact; p_error aside)."""
     data = small_cancer(cancer)
     model = tfhe(logistic_regression(FEATURES), data, report_loss=True)
-    session = model.trainer.session
-    program = session.lowered  # type: ignore[attr-defined]
-    steps = batches(data, 3)
-    zeros = {n: np.zeros((FEATURES, 1) if n == "fc.weight" else (1,)) for n in WEIGHTS}
-    expected = chained_clear_steps(program, steps, zeros)
+    steps, expected = clear_trajectory(model, data, 3)
     for batch, clear in zip(steps, expected, strict=True):
         loss = model.step({"x": batch["x"]}, batch["label"])
         assert loss == pytest.approx(float(clear["loss"]))
@@ -204,11 +204,7 @@ def test_encrypted_steps_match_the_clear_quantized_steps(cancer: tuple[np.ndarra
         logistic_regression(FEATURES), loss="bce", lr=0.5, batch_size=BATCH, backend="tfhe",
         calibration=data, report_loss=True,
         options={"tfhe-training": {"mode": "execute", "bits": 3, "lookup_bits": 5}})
-    session = model.trainer.session
-    program = session.lowered  # type: ignore[attr-defined]
-    steps = batches(data, 2)
-    zeros = {n: np.zeros((FEATURES, 1) if n == "fc.weight" else (1,)) for n in WEIGHTS}
-    expected = chained_clear_steps(program, steps, zeros)
+    steps, expected = clear_trajectory(model, data, 2)
     for batch, clear in zip(steps, expected, strict=True):
         loss = model.step({"x": batch["x"]}, batch["label"])
         assert loss == pytest.approx(float(clear["loss"]))
