@@ -8,6 +8,8 @@ import re
 
 import numpy as np
 import pytest
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 from tfhe_helpers import golden, lower
 
 import fhec
@@ -38,12 +40,13 @@ def _lookup_bits(model: CompiledModel) -> list[int]:
 @pytest.mark.parametrize(
     ("options", "bits"),
     [
-        ("", [5, 6]),  # defaults: bits=5, max_bits=6, error_target=0.05
+        ("", [5, 6]),  # defaults: bits=5, max_bits=6, error_target=0.065
         ("max_bits=0", [5, 5]),
         ("bits=6,max_bits=5", [6, 6]),
-        ("error_target=0.1", [5, 5]),  # 5 bits everywhere: error 0.067
+        ("error_target=0.07", [5, 5]),  # 5 bits everywhere: error 0.067
         ("error_target=0.0", [6, 6]),  # as wide as allowed
-        ("bits=4,max_bits=7,error_target=0.05", [5, 6]),  # from 4 bits, the same stop
+        ("bits=4,max_bits=7", [5, 6]),  # from 4 bits, the same stop
+        ("error_target=0.04", [6, 6]),  # both layers wide: error 0.035
     ],
 )
 def test_the_search_widens_the_lookups_that_pay_most(options: str, bits: list[int]) -> None:
@@ -66,7 +69,22 @@ def test_widening_the_second_layer_brings_the_error_under_the_target() -> None:
     assert error("max_bits=0") == pytest.approx(0.067, abs=0.002)
     widened = error("")
     assert widened == pytest.approx(0.049, abs=0.001)
-    assert widened < 0.05
+    assert widened < 0.065
+
+
+def test_more_calibration_samples_widen_no_more_lookups() -> None:
+    # The whole training split (1437 digits) finds a larger rounding error than its
+    # first 64 samples (0.079 and 0.062 at 5/5 and 5/6 bits, against 0.067 and 0.049):
+    # the target stops at 5/6 for both. (At the previous 0.05 the training split
+    # widened both layers: 6/6 bits, 2.5 times the cost, and no better held-out accuracy
+    # in simulation, benchmarks/RESULTS.md.)
+    model, _, _, _ = golden(CASE)
+    features, _ = load_digits(return_X_y=True)
+    x_train, _ = train_test_split(
+        (features / 16.0).astype(np.float32), test_size=0.2, random_state=0
+    )
+    assert len(x_train) == 1437
+    assert _lookup_bits(lower(model, {"input": x_train})) == [5, 6]
 
 
 def test_max_bits_beyond_concretes_lookups_is_refused() -> None:
@@ -75,7 +93,7 @@ def test_max_bits_beyond_concretes_lookups_is_refused() -> None:
     # at most `bits`: nothing widens
     (rounding,) = parse_pipeline("round-accumulators{bits=7,max_bits=6}")
     assert rounding.spelled() == (
-        "round-accumulators{bits=7,approximate=true,max_bits=6,error_target=0.05}"
+        "round-accumulators{bits=7,approximate=true,max_bits=6,error_target=0.065}"
     )
 
 

@@ -200,7 +200,9 @@ def test_a_chain_of_univariate_ops_with_constants_is_still_one_lookup(
     ]
     model = gemm_model(between=between)
     model.graph.initializer.append(scale)
-    lowered = lower(model, toy_calibration)
+    # 6-bit lookups: at the default 5 (this toy's rounding error, 0.064 relative, is
+    # under round-accumulators' target) the steepest sigmoid is off by up to 0.15
+    lowered = lower(model, toy_calibration, round_accumulators="bits=6")
     text = print_module(lowered.module)
     assert ops(text).count("tfhe.lookup") == 1 and "nn.sigmoid" not in text
     assert re.search(r'tfhe.lookup.*loc\("squash", "Sigmoid"\)', text)
