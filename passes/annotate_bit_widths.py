@@ -15,7 +15,8 @@ quantize-tfhe's weight fit gave them (passes/tfhe_weights.py). A last layer's
 accumulator, which only the client decodes, gets its calibrated width and no more: on
 the golden digits MLP it exceeds its 13 bits on 3 of the 360 held-out digits (by at
 most 4%), and concrete's execution still decodes those logits right (measured on two
-of them; the value spills into the encoding's padding bit, which no bootstrap reads).
+of them; presumably the value spills into the encoding's padding bit, which no
+bootstrap reads there; how far beyond the width that holds was not measured).
 A bit of headroom there would cost 18% of the circuit's complexity (1.86e10 to 2.20e10),
 since the second layer's lookups write into that width.
 """
