@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/tfhe_vs_concrete_ml.py [--samples 2] [--rounding]
         [--no-unrounded] [--json out.json]
+    .venv/bin/python benchmarks/tfhe_vs_concrete_ml.py --cnn [--json out.json]
 
 (RESULTS.md: `--samples 2 --rounding --no-unrounded`; Concrete ML's default, unrounded
 compile of the MLP takes minutes per encrypted sample on one core.)
@@ -25,6 +26,10 @@ one core and one thread. Accuracy: concrete's simulation on the whole held-out s
 from run to run, and the integer module in clear; Concrete ML's exact rounding makes
 its simulation deterministic); latency: keygen once, then encrypt, execute, decrypt
 per sample, averaged over --samples samples (training-split compiles only).
+
+`--cnn` compares the golden CNN instead (Conv + BatchNorm + ReLU + AvgPool + Linear),
+calibrated on the training split and on the golden 64 samples: simulated accuracy and
+concrete's statistics, without an encrypted run (minutes per sample for both).
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ def calibration_sets(case: str) -> dict[str, Any]:
     if case == "logreg_breast_cancer":
         return {TRAINING_SPLIT: breast_cancer_training_split()}
     x_train, _ = digits_training_split()
+    if case == "cnn_digits":  # (N, 1, 8, 8) images; no halves (minutes per compile pair)
+        return {TRAINING_SPLIT: x_train.reshape(-1, 1, 8, 8), "golden 64": golden(case)[2]["input"]}
     sets = {TRAINING_SPLIT: x_train, "golden 64": golden(case)[2]["input"]}
     rng = np.random.default_rng(0)
     for half in range(HALVES):
@@ -97,8 +104,15 @@ FHEC_CONFIGS: dict[str, dict[str, dict[str, object]]] = {
 }
 
 
-def fhec_row(case: str, samples: int, compiler: str, calibration_set: str = TRAINING_SPLIT) -> Row:
-    """One compile of `case` with `compiler`'s options; latency on the training split's."""
+def fhec_row(
+    case: str,
+    samples: int,
+    compiler: str,
+    calibration_set: str = TRAINING_SPLIT,
+    encrypted: bool = True,
+) -> Row:
+    """One compile of `case` with `compiler`'s options; keygen and latency on the
+    training split's, unless not `encrypted`."""
     import numpy as np
 
     import fhec
@@ -133,7 +147,7 @@ def fhec_row(case: str, samples: int, compiler: str, calibration_set: str = TRAI
         "complexity": model.circuit.statistics.get("complexity"),
         "compile_s": compile_seconds,
     }
-    if calibration_set == TRAINING_SPLIT:
+    if encrypted and calibration_set == TRAINING_SPLIT:
         _, keygen_seconds = timed(model.circuit.keys)
         few = {key: value[:samples] for key, value in inputs.items()}
         executed, execute_seconds = timed(lambda: model.run(few))
@@ -263,6 +277,58 @@ def cml_mlp_row(samples: int, rounding: int | None, calibration_set: str = TRAIN
     return row
 
 
+def digits_cnn_torch_model() -> Any:
+    """The golden CNN's weights as torch.nn: Conv 3x3 + BatchNorm + ReLU + AvgPool 2 +
+    Flatten + Linear (examples/trained_models.py's DigitsCnn)."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    proto = onnx.load(GOLDEN / "cnn_digits" / "model.onnx")
+    weights = {
+        init.name: torch.tensor(numpy_helper.to_array(init).copy())
+        for init in proto.graph.initializer
+    }
+    conv, norm = torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4)
+    linear = torch.nn.Linear(64, 10)
+    conv.weight.data, conv.bias.data = weights["features.0.weight"], weights["features.0.bias"]
+    norm.weight.data, norm.bias.data = weights["features.1.weight"], weights["features.1.bias"]
+    norm.running_mean.data = weights["features.1.running_mean"]
+    norm.running_var.data = weights["features.1.running_var"]
+    linear.weight.data = weights["classifier.weight"]
+    linear.bias.data = weights["classifier.bias"]
+    layers = [conv, norm, torch.nn.ReLU(), torch.nn.AvgPool2d(2), torch.nn.Flatten(), linear]
+    return torch.nn.Sequential(*layers).eval()
+
+
+def cml_cnn_row(calibration_set: str) -> Row:
+    """Concrete ML's compile of the golden CNN (rounding to BITS bits): simulated
+    accuracy and concrete's statistics only (an encrypted run takes minutes)."""
+    import numpy as np
+    from concrete.ml.torch.compile import compile_torch_model
+
+    inputs, labels, _ = golden("cnn_digits")
+    (x_test,) = inputs.values()
+    calibration = calibration_sets("cnn_digits")[calibration_set]
+    module, compile_seconds = timed(
+        lambda: compile_torch_model(
+            digits_cnn_torch_model(), calibration, n_bits=BITS, rounding_threshold_bits=BITS
+        )
+    )
+    simulated = module.forward(x_test, fhe="simulate").argmax(1)
+    circuit = module.fhe_circuit
+    return {
+        "model": "cnn_digits",
+        "compiler": f"Concrete ML (torch, {BITS} bits, rounding {BITS} bits)",
+        "calibration": calibration_set,
+        "accuracy": float(np.mean(simulated == labels)),
+        "lookups": circuit.statistics["programmable_bootstrap_count"],
+        "max_bit_width": int(circuit.graph.maximum_integer_bit_width()),
+        "complexity": circuit.statistics.get("complexity"),
+        "compile_s": compile_seconds,
+    }
+
+
 def cml_logreg_row(samples: int) -> Row:
     import numpy as np
     from concrete.ml.sklearn import LogisticRegression
@@ -302,7 +368,7 @@ def cml_logreg_row(samples: int) -> Row:
     }
 
 
-def concrete_ml_part(samples: int, rounding: bool, unrounded: bool) -> None:
+def concrete_ml_part(samples: int, rounding: bool, unrounded: bool, cnn: bool) -> None:
     """One JSON line per row on stdout, as each is measured (a failure keeps the rest)."""
     import warnings
 
@@ -311,19 +377,22 @@ def concrete_ml_part(samples: int, rounding: bool, unrounded: bool) -> None:
     import concrete.ml
 
     measures: list[Callable[[], Row]] = []
-    if unrounded:  # Concrete ML's default: 14-bit lookups, minutes per sample on one core
+    if cnn:
+        measures = [lambda c=name: cml_cnn_row(c) for name in calibration_sets("cnn_digits")]
+    elif unrounded:  # Concrete ML's default: 14-bit lookups, minutes per sample on one core
         measures.append(lambda: cml_mlp_row(samples, None))
-    if rounding:
+    if rounding and not cnn:
         for calibration_set in calibration_sets("mlp_digits"):
             measures.append(lambda c=calibration_set: cml_mlp_row(samples, BITS, c))
-    measures.append(lambda: cml_logreg_row(samples))
+    if not cnn:
+        measures.append(lambda: cml_logreg_row(samples))
     for measure in measures:
         row = measure()
         row["version"] = concrete.ml.__version__
         print(json.dumps(row), flush=True)
 
 
-def run_concrete_ml(samples: int, rounding: bool, unrounded: bool) -> list[Row]:
+def run_concrete_ml(samples: int, rounding: bool, unrounded: bool, cnn: bool) -> list[Row]:
     if not CML_PYTHON.is_file():
         sys.exit(f"no Concrete ML venv at {CML_PYTHON}: run benchmarks/concrete_ml_env.sh first")
     command = [str(CML_PYTHON), __file__, "--concrete-ml-part", "--samples", str(samples)]
@@ -331,6 +400,8 @@ def run_concrete_ml(samples: int, rounding: bool, unrounded: bool) -> list[Row]:
         command.append("--rounding")
     if not unrounded:
         command.append("--no-unrounded")
+    if cnn:
+        command.append("--cnn")
     # stdout: the rows; stderr (progress, failures) goes straight to ours
     done = subprocess.run(
         command, stdout=subprocess.PIPE, text=True, env={**os.environ, **SINGLE_THREAD}, check=False
@@ -397,6 +468,30 @@ def calibration_table(rows: list[Row], labels: int) -> str:
     return "\n".join(lines)
 
 
+def cnn_table(rows: list[Row]) -> str:
+    """The CNN, per calibration set given to both: accuracy and concrete's statistics."""
+    lines = [
+        "| calibration | compiler | accuracy (simulate) | accuracy (clear) | PBS | max width "
+        "| complexity | complexity fhec / Concrete ML |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in calibration_sets("cnn_digits"):
+        theirs = _row(rows, "Concrete ML", name)
+        for row in (theirs, _row(rows, FHEC_DEFAULT, name)):
+            if row is None:
+                continue
+            clear = row.get("clear_accuracy")
+            mine = theirs is not None and row is not theirs
+            ratio = row["complexity"] / theirs["complexity"] if mine else None
+            lines.append(
+                f"| {name} | {row['compiler']} | {row['accuracy']:.4f} "
+                f"| {'' if clear is None else f'{clear:.4f}'} | {row['lookups']} "
+                f"| {row['max_bit_width']} | {_complexity(row)} "
+                f"| {'' if ratio is None else f'{ratio:.3f}'} |"
+            )
+    return "\n".join(lines)
+
+
 def _row(rows: list[Row], compiler: str, calibration: str) -> Row | None:
     for row in rows:
         if row["compiler"].startswith(compiler) and row.get("calibration") == calibration:
@@ -435,15 +530,28 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip Concrete ML's default (unrounded, 14-bit lookups: minutes per sample)",
     )
+    parser.add_argument(
+        "--cnn",
+        action="store_true",
+        help="instead: the golden CNN, accuracy and concrete's statistics (no encrypted run)",
+    )
     parser.add_argument("--json", type=Path, help="write the rows here too")
     parser.add_argument("--concrete-ml-part", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     os.environ.update(SINGLE_THREAD)
     single_core()
     if args.concrete_ml_part:
-        concrete_ml_part(args.samples, args.rounding, not args.no_unrounded)
+        concrete_ml_part(args.samples, args.rounding, not args.no_unrounded, args.cnn)
         return 0
-    theirs = run_concrete_ml(args.samples, args.rounding, not args.no_unrounded)
+    theirs = run_concrete_ml(args.samples, args.rounding, not args.no_unrounded, args.cnn)
+    if args.cnn:
+        sets = calibration_sets("cnn_digits")
+        ours = [fhec_row("cnn_digits", 0, FHEC_DEFAULT, name, encrypted=False) for name in sets]
+        print(f"{machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+        print(cnn_table(theirs + ours))
+        if args.json:
+            args.json.write_text(json.dumps(theirs + ours, indent=2))
+        return 0
     ours = [fhec_row("mlp_digits", args.samples, compiler) for compiler in FHEC_CONFIGS]
     others = list(calibration_sets("mlp_digits"))[1:]
     ours += [fhec_row("mlp_digits", args.samples, FHEC_DEFAULT, name) for name in others]
