@@ -235,33 +235,40 @@ def breast_cancer_training_split() -> Any:
     return x_train
 
 
-def cml_mlp_row(samples: int, rounding: int | None, calibration_set: str = TRAINING_SPLIT) -> Row:
+def cml_torch_row(
+    case: str,
+    network: Any,
+    rounding: int | None,
+    calibration_set: str = TRAINING_SPLIT,
+    samples: int = 0,
+) -> Row:
+    """Concrete ML's compile of a golden torch model: simulated accuracy and concrete's
+    statistics; keygen and latency over `samples` encrypted runs on the training split's
+    (none with `samples` 0: the CNN's take minutes each)."""
     import numpy as np
     from concrete.ml.torch.compile import compile_torch_model
 
-    inputs, labels, _ = golden("mlp_digits")
+    inputs, labels, _ = golden(case)
     (x_test,) = inputs.values()
-    calibration = calibration_sets("mlp_digits")[calibration_set]
+    calibration = calibration_sets(case)[calibration_set]
     module, compile_seconds = timed(
         lambda: compile_torch_model(
-            digits_torch_model(), calibration, n_bits=BITS, rounding_threshold_bits=rounding
+            network, calibration, n_bits=BITS, rounding_threshold_bits=rounding
         )
     )
-    print(f"  Concrete ML MLP compiled in {compile_seconds:.1f} s", file=sys.stderr, flush=True)
+    print(f"  Concrete ML {case} compiled in {compile_seconds:.1f} s", file=sys.stderr, flush=True)
     simulated, _ = timed(lambda: module.forward(x_test, fhe="simulate").argmax(1), "simulate")
     circuit = module.fhe_circuit
     row: Row = {
-        "model": "mlp_digits",
+        "model": case,
         "compiler": f"Concrete ML (torch, {BITS} bits"
         + (f", rounding {rounding} bits)" if rounding else ")"),
         "calibration": calibration_set,
         "accuracy": float(np.mean(simulated == labels)),
-        "lookups": circuit.statistics["programmable_bootstrap_count"],
-        "max_bit_width": int(circuit.graph.maximum_integer_bit_width()),
-        "complexity": circuit.statistics.get("complexity"),
+        **concrete_statistics(circuit),
         "compile_s": compile_seconds,
     }
-    if calibration_set == TRAINING_SPLIT:
+    if samples and calibration_set == TRAINING_SPLIT:
         _, keygen_seconds = timed(lambda: circuit.keygen(force=True), "keygen")
         executed, execute_seconds = timed(
             lambda: [module.forward(x_test[i : i + 1], fhe="execute") for i in range(samples)],
@@ -275,6 +282,15 @@ def cml_mlp_row(samples: int, rounding: int | None, calibration_set: str = TRAIN
             samples=samples,
         )
     return row
+
+
+def concrete_statistics(circuit: Any) -> Row:
+    """Concrete's statistics of a Concrete ML circuit, as the table reads them."""
+    return {
+        "lookups": circuit.statistics["programmable_bootstrap_count"],
+        "max_bit_width": int(circuit.graph.maximum_integer_bit_width()),
+        "complexity": circuit.statistics.get("complexity"),
+    }
 
 
 def digits_cnn_torch_model() -> Any:
@@ -299,34 +315,6 @@ def digits_cnn_torch_model() -> Any:
     linear.bias.data = weights["classifier.bias"]
     layers = [conv, norm, torch.nn.ReLU(), torch.nn.AvgPool2d(2), torch.nn.Flatten(), linear]
     return torch.nn.Sequential(*layers).eval()
-
-
-def cml_cnn_row(calibration_set: str) -> Row:
-    """Concrete ML's compile of the golden CNN (rounding to BITS bits): simulated
-    accuracy and concrete's statistics only (an encrypted run takes minutes)."""
-    import numpy as np
-    from concrete.ml.torch.compile import compile_torch_model
-
-    inputs, labels, _ = golden("cnn_digits")
-    (x_test,) = inputs.values()
-    calibration = calibration_sets("cnn_digits")[calibration_set]
-    module, compile_seconds = timed(
-        lambda: compile_torch_model(
-            digits_cnn_torch_model(), calibration, n_bits=BITS, rounding_threshold_bits=BITS
-        )
-    )
-    simulated = module.forward(x_test, fhe="simulate").argmax(1)
-    circuit = module.fhe_circuit
-    return {
-        "model": "cnn_digits",
-        "compiler": f"Concrete ML (torch, {BITS} bits, rounding {BITS} bits)",
-        "calibration": calibration_set,
-        "accuracy": float(np.mean(simulated == labels)),
-        "lookups": circuit.statistics["programmable_bootstrap_count"],
-        "max_bit_width": int(circuit.graph.maximum_integer_bit_width()),
-        "complexity": circuit.statistics.get("complexity"),
-        "compile_s": compile_seconds,
-    }
 
 
 def cml_logreg_row(samples: int) -> Row:
@@ -358,9 +346,7 @@ def cml_logreg_row(samples: int) -> Row:
         "calibration": TRAINING_SPLIT,
         "accuracy": float(np.mean(simulated == labels)),
         "execute_agrees": int(np.sum(np.array(executed) == simulated[:samples])),
-        "lookups": circuit.statistics["programmable_bootstrap_count"],
-        "max_bit_width": int(circuit.graph.maximum_integer_bit_width()),
-        "complexity": circuit.statistics.get("complexity"),
+        **concrete_statistics(circuit),
         "compile_s": compile_seconds,
         "keygen_s": keygen_seconds,
         "latency_s": execute_seconds / samples,
@@ -378,12 +364,21 @@ def concrete_ml_part(samples: int, rounding: bool, unrounded: bool, cnn: bool) -
 
     measures: list[Callable[[], Row]] = []
     if cnn:
-        measures = [lambda c=name: cml_cnn_row(c) for name in calibration_sets("cnn_digits")]
+        measures = [
+            lambda c=name: cml_torch_row("cnn_digits", digits_cnn_torch_model(), BITS, c)
+            for name in calibration_sets("cnn_digits")
+        ]
     elif unrounded:  # Concrete ML's default: 14-bit lookups, minutes per sample on one core
-        measures.append(lambda: cml_mlp_row(samples, None))
+        measures.append(
+            lambda: cml_torch_row("mlp_digits", digits_torch_model(), None, samples=samples)
+        )
     if rounding and not cnn:
         for calibration_set in calibration_sets("mlp_digits"):
-            measures.append(lambda c=calibration_set: cml_mlp_row(samples, BITS, c))
+            measures.append(
+                lambda c=calibration_set: cml_torch_row(
+                    "mlp_digits", digits_torch_model(), BITS, c, samples
+                )
+            )
     if not cnn:
         measures.append(lambda: cml_logreg_row(samples))
     for measure in measures:
